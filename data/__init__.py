@@ -1,0 +1,1 @@
+"""Data readers and the command-line tools that build InsightFace-format datasets."""

@@ -1,0 +1,1 @@
+"""Evaluation: verification protocol, thresholds, attacks and robustness reports."""

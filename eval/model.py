@@ -1,0 +1,58 @@
+"""A trained network loaded for evaluation: embeddings or logits, in inference mode.
+
+``Network.block`` is a Gluon SymbolBlock, so attacks get input gradients with
+``autograd.record(train_mode=False)`` (batch-norm on moving statistics, dropout off).
+Works on this project's checkpoints (``embedding_output`` / ``fc7_output``) and on stock
+InsightFace ones (``fc1_output``).
+"""
+import numpy as np
+import mxnet as mx
+
+from src.checkpoint import load_checkpoint, parse_model_spec
+from symbols import find_embedding
+
+OUTPUTS = ('embedding', 'logits')
+
+
+def _logits_output(sym):
+    internals = sym.get_internals()
+    if 'fc7_output' not in internals.list_outputs():
+        raise ValueError('the checkpoint symbol has no fc7_output: it has no classifier head')
+    return internals['fc7_output']
+
+
+class Network:
+    def __init__(self, symbol, arg_params, aux_params, output='embedding', ctx=None):
+        if output not in OUTPUTS:
+            raise ValueError('output must be one of %s, got %r' % (OUTPUTS, output))
+        self.ctx = ctx or mx.cpu()
+        self.output = output
+        out = find_embedding(symbol) if output == 'embedding' else _logits_output(symbol)
+        self.block = mx.gluon.SymbolBlock(out, mx.sym.var('data', dtype='float32'))
+        params = self.block.collect_params()
+        given = dict(arg_params)
+        given.update(aux_params)
+        missing = [k for k in params.keys() if k not in given]
+        if missing:
+            raise ValueError('checkpoint lacks parameters %s' % ', '.join(sorted(missing)[:8]))
+        for name, param in params.items():
+            param._load_init(given[name], self.ctx)  # pylint: disable=protected-access
+        self.block.hybridize(static_alloc=True)
+
+    @classmethod
+    def load(cls, spec, output='embedding', ctx=None):
+        """``spec`` is 'prefix,epoch'."""
+        prefix, epoch = parse_model_spec(spec)
+        return cls(*load_checkpoint(prefix, epoch), output=output, ctx=ctx)
+
+    def __call__(self, x):
+        """NDArray (N, C, H, W) in the network's pixel range -> NDArray output (inference mode)."""
+        return self.block(x.as_in_context(self.ctx))
+
+    def predict(self, images, batch_size=256):
+        """NumPy (N, C, H, W) -> NumPy outputs, batched (the last batch may be partial)."""
+        outs = []
+        for start in range(0, len(images), batch_size):
+            x = mx.nd.array(images[start:start + batch_size], ctx=self.ctx)
+            outs.append(self(x).asnumpy())
+        return np.concatenate(outs) if outs else np.zeros((0,))

@@ -1,0 +1,32 @@
+"""Network builders. Every network is built by one function, in training or adversary mode.
+
+``get_embedding(network, adversary=...)`` is the single entry point: ``adversary=True`` gives
+the same graph with batch-norm in global-stats mode and dropout off (see ``symbols.common``).
+Every returned symbol ends in an identity op named ``embedding``; parameter names follow the
+original code (MNIST nets) and InsightFace (fresnet) so their checkpoints load.
+"""
+from .common import EMBEDDING_NAME, find_embedding  # noqa: F401
+
+MNIST_NETWORKS = ('o10', 'o18', 'o34', 'o50', 's5', 's8', 'l', 'l5')
+
+
+def get_embedding(network, adversary=False, emb_size=512, bn_mom=0.9, workspace=256,
+                  **fresnet_args):
+    """Returns (embedding symbol, embedding size) for a network name.
+
+    o10/o18/o34/o50, s5/s8: pre-activation ResNets (embedding size fixed by the network);
+    l or l5: LeNet (120); r18/r34/r50/r100/...: InsightFace fresnet (``emb_size``), with
+    ``fresnet_args`` = version_se, version_input, version_output, version_unit, version_act.
+    """
+    from . import lenet, resnet_o
+    if network in resnet_o.SPECS:
+        return resnet_o.resnet_o(network, adversary=adversary, bn_mom=bn_mom,
+                                 workspace=workspace)
+    if network in ('l', 'l5'):
+        return lenet.lenet(adversary=adversary)
+    if network[:1] == 'r' and network[1:].isdigit():
+        from . import fresnet
+        return fresnet.get_symbol(int(network[1:]), adversary=adversary, emb_size=emb_size,
+                                  bn_mom=bn_mom, workspace=workspace, **fresnet_args)
+    raise ValueError('unknown --network %r: expected one of %s, or rNN (fresnet, e.g. r50)'
+                     % (network, ', '.join(MNIST_NETWORKS)))
