@@ -1,0 +1,32 @@
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
+
+
+def write_idx(path, array):
+    """Writes a uint8 array in IDX format (gzip when the name ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack('>%dI' % array.ndim, *array.shape)
+    opener = gzip.open if str(path).endswith('.gz') else open
+    with opener(path, 'wb') as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope='session')
+def digits_idx_dir(tmp_path_factory):
+    """A small MNIST-format directory (gzip IDX files) made from scikit-learn's digits."""
+    from data.mnist import load_digits_28
+    data = load_digits_28()
+    out = tmp_path_factory.mktemp('idx')
+    to_u8 = lambda x: np.round(x[:, 0] * 255).astype(np.uint8)  # noqa: E731
+    write_idx(out / 'train-images-idx3-ubyte.gz', to_u8(data.train_x))
+    write_idx(out / 'train-labels-idx1-ubyte.gz', data.train_y)
+    write_idx(out / 't10k-images-idx3-ubyte.gz', to_u8(data.test_x))
+    write_idx(out / 't10k-labels-idx1-ubyte.gz', data.test_y)
+    return out

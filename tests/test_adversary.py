@@ -1,0 +1,125 @@
+"""The attack round: it lowers the feature distance, stays in the sigma ball and pixel range,
+stops early at the threshold, and runs on the training network's weights."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from src.adversary import Adversary
+from symbols import get_embedding
+from symbols.heads import inference_symbol
+from eval.model import Network
+
+
+def _params(network='s5', seed=0):
+    mx.random.seed(seed)
+    emb, d = get_embedding(network)
+    mod = mx.mod.Module(emb, data_names=['data'], label_names=None, context=mx.cpu())
+    mod.bind([('data', (8, 1, 28, 28))], for_training=True)
+    mod.init_params(mx.init.Xavier(magnitude=2))
+    # a few training-mode forwards give the batch-norm moving statistics realistic values
+    rng = np.random.RandomState(seed)
+    for _ in range(3):
+        mod.forward(mx.io.DataBatch([mx.nd.array(rng.rand(8, 1, 28, 28))]), is_train=True)
+    arg, aux = mod.get_params()
+    return arg, aux, d
+
+
+def _adversary(contexts, per_ctx, rounds, thd, sigma, step, network='s5'):
+    arg, aux, d = _params(network)
+    emb, _ = get_embedding(network, adversary=True)
+    adv = Adversary(emb, d, contexts, per_ctx, (1, 28, 28), step=step, rounds=rounds, thd=thd,
+                    sigma=sigma)
+    adv.set_params(arg, aux)
+    return adv, arg, aux
+
+
+def _cos_dist(net, x, t):
+    a, b = net.predict(x), net.predict(t)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    return 1 - (a * b).sum(1)
+
+
+@pytest.fixture(scope='module')
+def pair():
+    rng = np.random.RandomState(1)
+    src = rng.rand(8, 1, 28, 28).astype(np.float32)
+    tar = rng.rand(8, 1, 28, 28).astype(np.float32)
+    return src, tar
+
+
+def test_one_step_lowers_distance_to_targets(pair):
+    src, tar = pair
+    adv, arg, aux = _adversary([mx.cpu(0)], 8, rounds=1, thd=-1, sigma=0, step=0.02)
+    x, stats = adv.attack(src, tar)
+    assert stats.rounds == 1
+    emb, _ = get_embedding('s5')
+    net = Network(emb, arg, aux)  # the training network in inference mode
+    before, after = _cos_dist(net, src, tar), _cos_dist(net, x, tar)
+    np.testing.assert_allclose(before.mean(), stats.first_mean_dist, rtol=1e-4)
+    assert after.mean() < before.mean()
+    assert np.abs(x - src).max() == pytest.approx(0.02, abs=1e-6)
+
+
+@pytest.mark.parametrize('contexts', [[mx.cpu(0)], [mx.cpu(1), mx.cpu(2)]])
+def test_rounds_stay_in_sigma_ball_and_pixel_range(pair, contexts):
+    src, tar = pair
+    sigma, step, rounds = 0.05, 0.02, 6
+    adv, arg, aux = _adversary(contexts, 8 // len(contexts), rounds=rounds, thd=-1, sigma=sigma,
+                               step=step)
+    x, stats = adv.attack(src, tar)
+    assert stats.rounds == rounds
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    assert np.abs(x - src).max() <= sigma + 1e-6
+    # the ball binds: without it, 6 steps of 0.02 would move pixels up to 0.12
+    assert np.abs(x - src).max() > sigma - 1e-3
+    emb, _ = get_embedding('s5')
+    net = Network(emb, arg, aux)
+    assert _cos_dist(net, x, tar).mean() < _cos_dist(net, src, tar).mean()
+
+
+def test_early_stop_at_threshold(pair):
+    src, tar = pair
+    adv, _, _ = _adversary([mx.cpu(0)], 8, rounds=10, thd=10.0, sigma=0, step=0.01)
+    _, stats = adv.attack(src, tar)
+    assert stats.rounds == 1  # the first step is always taken, then max d <= thd stops it
+    adv.thd = -1.0
+    _, stats = adv.attack(src, tar)
+    assert stats.rounds == 10
+    # thd = the max distance reached after exactly 3 steps: the attack must stop right there
+    arg, aux, _ = _params('s5')
+    net = Network(get_embedding('s5')[0], arg, aux)
+    adv.rounds, adv.thd = 3, -1.0
+    x3, _ = adv.attack(src, tar)
+    adv.rounds, adv.thd = 10, float(_cos_dist(net, x3, tar).max()) + 1e-6
+    x, stats = adv.attack(src, tar)
+    assert stats.rounds == 3
+    np.testing.assert_array_equal(x, x3)
+
+
+def test_sync_from_copies_main_weights():
+    """The adversary runs the main module's current weights, batch-norm on moving statistics."""
+    emb, d = get_embedding('s5')
+    sym = inference_symbol(emb, 10, d, 0)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=None,
+                        context=[mx.cpu(0), mx.cpu(1)])
+    mod.bind([('data', (8, 1, 28, 28))], for_training=True)
+    mod.init_params(mx.init.Xavier(magnitude=2))
+    rng = np.random.RandomState(3)
+    mod.forward(mx.io.DataBatch([mx.nd.array(rng.rand(8, 1, 28, 28))]), is_train=True)
+    adv_emb, _ = get_embedding('s5', adversary=True)
+    adv = Adversary(adv_emb, d, [mx.cpu(2)], 4, (1, 28, 28), step=0.01, rounds=1, thd=0)
+    adv.sync_from(mod)
+    x = rng.rand(4, 1, 28, 28).astype(np.float32)
+    adv.embed_targets(x)
+    got = adv.execs[0].arg_dict['target_emb'].asnumpy()
+    arg, aux = mod.get_params()
+    want = Network(sym, arg, aux).predict(x)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_wrong_number_of_images_is_an_error(pair):
+    adv, _, _ = _adversary([mx.cpu(0)], 4, rounds=1, thd=0, sigma=0, step=0.01)
+    with pytest.raises(ValueError, match='expects 4 images'):
+        adv.attack(*pair)
