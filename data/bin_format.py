@@ -1,0 +1,142 @@
+"""InsightFace verification ``.bin`` files: read, write and decode.
+
+A ``.bin`` file is a pickle of the 2-tuple ``(bins, issame_list)``: ``bins[2*i]`` and
+``bins[2*i + 1]`` are the two encoded images (JPEG/PNG bytes) of pair ``i`` and
+``issame_list[i]`` says whether they show the same identity.  Files written by the original
+Python 2 tools hold the images as Python 2 ``str``; Python 3 can only read those with
+``encoding='bytes'``.  Some files hold the images as numpy ``uint8`` arrays of the encoded bytes.
+"""
+import os
+import pickle
+import tempfile
+
+import numpy as np
+
+__all__ = ['save_bin', 'load_bin', 'decode_images']
+
+
+def save_bin(path, bins, issame_list):
+    """Write ``(bins, issame_list)`` as a protocol-2 pickle (readable by Python 2 too).
+
+    The file is written to a temporary file in the same folder and moved into place, so a
+    reader never sees a half-written file.
+    """
+    bins = [_as_bytes(b, path, i) for i, b in enumerate(bins)]
+    issame_list = [bool(s) for s in issame_list]
+    _check_lengths(path, bins, issame_list)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix='.tmp-', suffix='.bin', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            pickle.dump((bins, issame_list), f, protocol=2)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def load_bin(path):
+    """Read a verification ``.bin`` -> ``(bins: list of bytes, issame: list of bool)``.
+
+    Accepts Python 3 pickles and Python 2 ones; images may be bytes or numpy uint8 arrays.
+    Raises ValueError naming ``path`` for anything that is not such a file.
+    """
+    with open(path, 'rb') as f:
+        raw = f.read()
+    content = None
+    errors = []
+    # Python 3 first; a Python 2 pickle holding `str` images fails (UnicodeDecodeError) or
+    # yields text, so fall back to encoding='bytes', which keeps every str as bytes.
+    for encoding in ('ASCII', 'bytes'):
+        try:
+            content = pickle.loads(raw, encoding=encoding)
+        except Exception as exc:  # pickle raises many kinds of errors on bad input
+            errors.append('%s: %s' % (type(exc).__name__, exc))
+            continue
+        if _looks_valid(content):
+            break
+    if content is None:
+        raise ValueError('%s: not a readable pickle of (bins, issame_list) (%s)'
+                         % (path, '; '.join(errors)))
+    if not isinstance(content, (tuple, list)) or len(content) != 2:
+        raise ValueError('%s: expected a pickled 2-tuple (bins, issame_list), got %s'
+                         % (path, _describe(content)))
+    bins, issame = content
+    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple, np.ndarray)):
+        raise ValueError('%s: expected (list of encoded images, list of bools), got (%s, %s)'
+                         % (path, _describe(bins), _describe(issame)))
+    bins = [_as_bytes(b, path, i) for i, b in enumerate(bins)]
+    issame = [bool(s) for s in issame]
+    _check_lengths(path, bins, issame)
+    return bins, issame
+
+
+def decode_images(bins, image_size=None):
+    """Decode encoded images -> uint8 array (N, H, W, 3), RGB.
+
+    Decoding is MXNet's ``mx.image.imdecode``, as InsightFace's loader (so JPEG pixels match
+    the published numbers).  ``image_size`` = (H, W): images of another size are resized
+    (bilinear).  Without it every image must have the size of the first one.  An undecodable
+    entry raises ValueError naming its index.
+    """
+    import cv2
+    import mxnet as mx
+    out = None
+    for i, b in enumerate(bins):
+        raw = _as_bytes(b, '<images>', i)
+        try:
+            img = mx.image.imdecode(raw, flag=1, to_rgb=True).asnumpy() if raw else None
+        except mx.base.MXNetError:
+            img = None
+        if img is None or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError('image %d of %d: cannot decode (%d bytes; expected JPEG/PNG)'
+                             % (i, len(bins), len(raw)))
+        if out is None:
+            size = tuple(image_size) if image_size is not None else img.shape[:2]
+            out = np.empty((len(bins), size[0], size[1], 3), dtype=np.uint8)
+        if img.shape[:2] != out.shape[1:3]:
+            if image_size is None:
+                raise ValueError('image %d: size %s differs from the first image %s; pass '
+                                 'image_size' % (i, img.shape[:2], out.shape[1:3]))
+            img = cv2.resize(img, (out.shape[2], out.shape[1]), interpolation=cv2.INTER_LINEAR)
+        out[i] = img
+    if out is None:
+        h, w = image_size if image_size is not None else (0, 0)
+        out = np.empty((0, h, w, 3), dtype=np.uint8)
+    return out
+
+
+def _looks_valid(content):
+    """True if the bins of a loaded tuple are bytes/arrays (not text decoded from Python 2)."""
+    if not isinstance(content, (tuple, list)) or len(content) != 2:
+        return False
+    bins = content[0]
+    return isinstance(bins, (list, tuple)) and all(
+        isinstance(b, (bytes, bytearray, np.ndarray)) for b in bins)
+
+
+def _as_bytes(item, path, index):
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8:
+        return item.tobytes()
+    raise ValueError('%s: image %d is %s; expected bytes or a numpy uint8 array of encoded '
+                     'image bytes' % (path, index, _describe(item)))
+
+
+def _check_lengths(path, bins, issame):
+    if len(bins) % 2:
+        raise ValueError('%s: odd number of images (%d); expected two per pair'
+                         % (path, len(bins)))
+    if len(bins) != 2 * len(issame):
+        raise ValueError('%s: %d images for %d pairs; expected exactly 2 images per pair'
+                         % (path, len(bins), len(issame)))
+
+
+def _describe(obj):
+    if isinstance(obj, np.ndarray):
+        return 'numpy %s array of shape %s' % (obj.dtype, obj.shape)
+    if isinstance(obj, (list, tuple)):
+        return '%s of length %d' % (type(obj).__name__, len(obj))
+    return type(obj).__name__

@@ -1,0 +1,134 @@
+"""Distance threshold of a face model at a target FAR (default 1e-3), for the attack tools.
+
+As the original ``src/eval/cal_threshold.py``: squared Euclidean distance of L2-normalised
+embeddings of single images (no flip unless ``--flip``; attacks compare single images), 10
+folds, on each fold the threshold where the FAR of the 9 other folds reaches the target
+(linear interpolation over thresholds 0..4 step 0.001), averaged over the folds.  A pair
+"matches" when distance < threshold.  ``--best-acc`` adds the threshold with the best accuracy
+on all pairs (thresholds 0..4 step 0.01), the choice of RobFR-style evaluations.
+
+The JSON written (read it with ``load_threshold``)::
+
+  {"model": "prefix,epoch", "target": "lfw", "far": 0.001, "threshold": 1.23,
+   "per_fold": [...], "distance": "squared_euclidean_normalized", "flip": false,
+   "cosine_similarity": 0.385, "val": ..., "best_acc_threshold": ..., "best_acc": ...}
+
+``cosine_similarity`` = 1 - threshold / 2 is the same threshold on cosine similarity (a
+pair matches when cos > it).
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args, combine_flip,
+                               embed_pairs, load_targets, pair_distances, parse_ctx,
+                               read_image_size, val_far_folds)
+
+DISTANCE = 'squared_euclidean_normalized'
+
+
+def thresholds_from_distances(dist, issame, far_target=1e-3, nfolds=10, best_acc=False):
+    """The threshold record (a dict, as saved) from pair distances."""
+    folds = val_far_folds(dist, issame, far_target, nfolds)
+    threshold = float(np.mean(folds['thresholds']))
+    record = dict(far=far_target, threshold=threshold,
+                  per_fold=[float(t) for t in folds['thresholds']], distance=DISTANCE,
+                  cosine_similarity=1.0 - threshold / 2.0, val=float(folds['val'].mean()),
+                  far_measured=float(folds['far'].mean()), nfolds=nfolds,
+                  num_pairs=int(len(issame)))
+    if best_acc:
+        _, _, acc = accuracy_curve(dist, issame, ACC_THRESHOLDS)
+        best = int(np.argmax(acc))
+        record.update(best_acc_threshold=float(ACC_THRESHOLDS[best]), best_acc=float(acc[best]))
+    return record
+
+
+def calibrate(network_or_fn, images, issame, batch_size, far_target=1e-3, nfolds=10, flip=False,
+              best_acc=False, scale=1.0):
+    """Embeds a verification set and returns ``thresholds_from_distances``'s record."""
+    emb, emb_flip = embed_pairs(network_or_fn, images, batch_size, flip=flip, scale=scale)
+    dist = pair_distances(combine_flip(emb, emb_flip))
+    record = thresholds_from_distances(dist, issame, far_target, nfolds, best_acc)
+    record['flip'] = bool(flip)
+    return record
+
+
+def save_threshold(path, record):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load_threshold(path, key='threshold'):
+    """The threshold (squared Euclidean distance of normalised embeddings) saved in ``path``.
+
+    ``key``: 'threshold' (at the saved FAR) or 'best_acc_threshold' (if it was computed).
+    """
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError('%s: not a readable threshold JSON (%s)' % (path, err)) from None
+    if not isinstance(record, dict) or key not in record:
+        raise ValueError('%s: expected a JSON object with "%s" (written by eval/cal_threshold.py%s)'
+                         % (path, key, ' --best-acc' if key == 'best_acc_threshold' else ''))
+    if record.get('distance', DISTANCE) != DISTANCE:
+        raise ValueError('%s: threshold is on distance %r, expected %r'
+                         % (path, record['distance'], DISTANCE))
+    return float(record[key])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Distance threshold at a target FAR (10-fold, interpolated, averaged) of a '
+                    'face model on a .bin verification set; saved as JSON for the attack tools.')
+    add_model_args(parser)
+    parser.add_argument('--data-dir', required=True, help='folder holding <target>.bin')
+    parser.add_argument('--target', default='lfw', help='one set name (default %(default)s)')
+    parser.add_argument('--far', type=float, default=1e-3, help='target false accept rate')
+    parser.add_argument('--nfolds', type=int, default=10, help='cross-validation folds')
+    parser.add_argument('--flip', action='store_true',
+                        help='add the flip embedding (the original threshold tool did not)')
+    parser.add_argument('--best-acc', action='store_true',
+                        help='also the best-accuracy threshold on all pairs')
+    parser.add_argument('--out', default=None,
+                        help='JSON to write (default: <prefix>-<epoch>-<target>-threshold.json)')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    if ',' in args.target:
+        parser.error('--target takes one set, got %r' % args.target)
+
+    from eval.model import Network
+    from src.checkpoint import parse_model_spec
+    try:
+        prefix, epoch = parse_model_spec(args.model)
+        image_size = args.image_size or read_image_size(args.data_dir)
+        images, issame = load_targets(args.data_dir, [args.target], image_size)[args.target]
+        ctx = parse_ctx(args.ctx, args.gpu)
+    except (FileNotFoundError, ValueError) as err:
+        parser.exit(2, 'error: %s\n' % err)
+    net = Network.load(args.model, output='embedding', ctx=ctx)
+    record = dict(model=args.model, target=args.target)
+    record.update(calibrate(net, images, issame, args.batch_size, args.far, args.nfolds,
+                            args.flip, args.best_acc))
+    out = args.out or '%s-%04d-%s-threshold.json' % (prefix, epoch, args.target)
+    save_threshold(out, record)
+    print('[%s] threshold at FAR=%g: %.5f (per fold %s; VAL %.5f)' % (
+        args.target, args.far, record['threshold'],
+        ' '.join('%.4f' % t for t in record['per_fold']), record['val']))
+    if args.best_acc:
+        print('[%s] best-accuracy threshold: %.5f (accuracy %.5f)'
+              % (args.target, record['best_acc_threshold'], record['best_acc']))
+    print('saved %s' % out)
+    return record
+
+
+if __name__ == '__main__':
+    main()
