@@ -49,7 +49,7 @@ def add_network_args(parser, network='o18', emb_size=512):
     g.add_argument('--emb-size', type=int, default=emb_size,
                    help='embedding size of fresnet; MNIST networks have a fixed size')
     g.add_argument('--bn-mom', type=float, default=0.9, help='batch-norm momentum')
-    g.add_argument('--workspace', type=int, default=256,
+    g.add_argument('--workspace', type=int, default=512,
                    help='convolution workspace (MB); smaller if device memory runs out')
     g.add_argument('--loss-type', type=int, default=4, choices=(0, 4),
                    help='0: softmax (FC with bias); 4: ArcFace')
