@@ -51,13 +51,9 @@ def main(argv=None):
     if args.num_test:
         test_x, test_y = test_x[:args.num_test], test_y[:args.num_test]
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    holder = {}
-    evaluate = TestAccuracy(lambda: holder['trainer'].deploy_symbol, test_x, test_y)
     trainer = Trainer(args, image_shape=(1, 28, 28), num_classes=num_classes,
                       pixel_range=(0.0, 1.0), adv_step=args.adv_step, adv_sigma=args.adv_sigma,
-                      evaluate=evaluate)
-    holder['trainer'] = trainer
-    evaluate.ctx = trainer.main_ctx[0]
+                      evaluate=TestAccuracy(test_x, test_y))
     sampler = ClassSplitSampler(train_x, train_y, trainer.plan.sources,
                                 np.random.RandomState(args.seed))
     trainer.fit(sampler)

@@ -60,7 +60,11 @@ def add_network_args(parser, network='o18', emb_size=512):
 
 
 def add_mter_args(parser, adv_round=100, adv_sigma=0.35, adv_thd=0.05, weightadv=0.1,
-                  adv_step=1 / 255.0, main_per_batch_size=1350, adv_per_batch_size=900):
+                  adv_step=1 / 255.0, main_per_batch_size=1350, adv_per_batch_size=900,
+                  faces=False):
+    """MTER flags. ``faces``: the original ad_face.py's meaning of --adv-sigma (the step, in
+    0..255 pixel units) with --adv-eps for an optional L-inf ball; otherwise ad_mnist.py's
+    (--adv-sigma the ball, --adv-step the step)."""
     g = parser.add_argument_group('MTER', 'the adversary round and the triplet regulariser')
     g.add_argument('--main-per-batch-size', type=int, default=main_per_batch_size,
                    help='main batch per main context: [src | tar | adv] thirds')
@@ -75,8 +79,14 @@ def add_mter_args(parser, adv_round=100, adv_sigma=0.35, adv_thd=0.05, weightadv
                    help='maximum attack steps per batch (the first is always taken)')
     g.add_argument('--adv-thd', type=float, default=adv_thd,
                    help='stop the attack once the max cosine distance to the targets <= THD')
-    g.add_argument('--adv-sigma', type=float, default=adv_sigma, help=_SIGMA_HELP)
-    g.add_argument('--adv-step', type=float, default=adv_step, help='attack step size')
+    if faces:
+        g.add_argument('--adv-sigma', type=float, default=adv_sigma,
+                       help='attack step size in 0..255 pixel units (the original face meaning)')
+        g.add_argument('--adv-eps', type=float, default=0.0,
+                       help='L-inf radius around the clean source (0: none, only [0, 255])')
+    else:
+        g.add_argument('--adv-sigma', type=float, default=adv_sigma, help=_SIGMA_HELP)
+        g.add_argument('--adv-step', type=float, default=adv_step, help='attack step size')
     g.add_argument('--adv-alpha', type=float, default=0.2, help='triplet margin alpha')
     g.add_argument('--weightadv', type=float, default=weightadv, help='weight w of the triplet')
     return g

@@ -13,13 +13,13 @@ def classification_accuracy(symbol, arg_params, aux_params, images, labels, ctx=
 
 
 class TestAccuracy:
-    """Evaluator for Trainer: test-set accuracy of the deploy symbol."""
+    """Trainer evaluator: test-set accuracy of the deploy symbol (a separate inference network,
+    so the training module and its metrics are untouched)."""
 
-    def __init__(self, trainer_symbol_getter, images, labels, ctx=None):
-        self.symbol = trainer_symbol_getter
-        self.images, self.labels, self.ctx = images, labels, ctx
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
 
-    def __call__(self, arg_params, aux_params):
-        acc = classification_accuracy(self.symbol(), arg_params, aux_params, self.images,
-                                      self.labels, self.ctx)
-        return acc, 'Val-Accuracy: %.5f (%d test images)' % (acc, len(self.labels))
+    def __call__(self, symbol, arg_params, aux_params, ctx):
+        acc = classification_accuracy(symbol, arg_params, aux_params, self.images, self.labels,
+                                      ctx)
+        return [acc], 'Val-Accuracy: %.5f (%d test images)' % (acc, len(self.labels))

@@ -59,11 +59,12 @@ def _compatible(params, shapes, kind):
 
 
 class Trainer:
-    """Holds the main module, the adversary and the schedule. ``evaluate(arg, aux)`` returns
-    (score used for best-model saving, text for the log)."""
+    """Holds the main module, the adversary and the schedule. ``evaluate(symbol, arg, aux, ctx)``
+    scores the deploy symbol with the current parameters and returns (list of scores, one per evaluation target, text for the log); a new best on any of them
+    saves a numbered checkpoint."""
 
     def __init__(self, args, image_shape, num_classes, pixel_range, adv_step, adv_sigma,
-                 evaluate, drop_pretrained=()):
+                 evaluate, drop_pretrained=(), normalized_softmax=False):
         self.args = args
         self.evaluate = evaluate
         self.main_ctx, self.adv_ctx = make_contexts(args.ctx_num, args.ctx_adv_num, args.device)
@@ -77,8 +78,9 @@ class Trainer:
                          args.network, emb_size, args.emb_size)
         self.emb_size = emb_size
         self.deploy_symbol = inference_symbol(emb, num_classes, emb_size, args.loss_type,
-                                              args.margin_s)
-        symbol = mter.train_symbol(emb, emb_size, num_classes, self.plan.main_ctx_sources, args)
+                                              args.margin_s, normalized_softmax)
+        symbol = mter.train_symbol(emb, emb_size, num_classes, self.plan.main_ctx_sources, args,
+                                   normalized_softmax)
         self.module = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                                     context=self.main_ctx)
         self.module.bind(data_shapes=[('data', (self.batch_size,) + tuple(image_shape))],
@@ -105,7 +107,7 @@ class Trainer:
                                    image_shape, step=adv_step, rounds=args.adv_round,
                                    thd=args.adv_thd, sigma=adv_sigma, pixel_range=pixel_range)
         self.lr_steps = lr_steps(args, self.batch_size)
-        self.best = -np.inf
+        self.best = None
         self.saves = 0
         self.last_eval_step = None
         logging.info('main contexts %s, adversary contexts %s; S=%d sources per batch, main '
@@ -134,23 +136,26 @@ class Trainer:
         """Evaluates the current weights and saves: latest as epoch 0, a new best (or, with
         --ckpt 2, every evaluation) as epoch = number of evaluations so far."""
         arg, aux = self.module.get_params()
-        score, text = self.evaluate(arg, aux)
+        scores, text = self.evaluate(self.deploy_symbol, arg, aux, self.main_ctx[0])
         self.saves += 1
         self.last_eval_step = step
         logging.info('[%d] %s', step, text)
+        if self.best is None:
+            self.best = [-np.inf] * len(scores)
+        is_best = any(s > b for s, b in zip(scores, self.best))
+        self.best = [max(s, b) for s, b in zip(scores, self.best)]
+        highest = ' '.join('%.5f' % b for b in self.best)
         if self.args.ckpt == 0:
-            return score
+            return scores
         prefix = self.args.prefix
         save_checkpoint(prefix, 0, self.deploy_symbol, arg, aux)
-        is_best = score > self.best
-        self.best = max(self.best, score)
         if is_best or self.args.ckpt == 2:
             save_checkpoint(prefix, self.saves, self.deploy_symbol, arg, aux)
-            logging.info('[%d] saved %s,%d%s (latest also as %s,0)', step, prefix, self.saves,
-                         ' (best so far: %.5f)' % score if is_best else '', prefix)
+            logging.info('[%d] saved %s,%d%s; latest also as %s,0', step, prefix, self.saves,
+                         ' (new best; highest: %s)' % highest if is_best else '', prefix)
         else:
-            logging.info('[%d] saved %s,0 (best stays %.5f)', step, prefix, self.best)
-        return score
+            logging.info('[%d] saved %s,0 (highest stays %s)', step, prefix, highest)
+        return scores
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, sampler):
@@ -194,7 +199,8 @@ class Trainer:
                                'sources and %d targets' % (self.plan.sources, self.plan.sources))
         if self.last_eval_step != step:
             self.checkpoint(step)
-        logging.info('finished after %d batches; best score %.5f', step, self.best)
+        logging.info('finished after %d batches; highest scores %s', step,
+                     ' '.join('%.5f' % b for b in self.best or []))
         return self.best
 
 

@@ -31,13 +31,15 @@ def triplet_terms(emb, s, alpha, weight):
     return mx.sym.mean(ap), mx.sym.mean(an), loss
 
 
-def train_symbol(emb, emb_size, num_classes, s, args):
+def train_symbol(emb, emb_size, num_classes, s, args, normalized_softmax=False):
     """Group of OUTPUTS for one context's slice of 3s images; args: loss_type, margin_s,
-    margin_m, easy_margin, fc7_wd_mult, adv_alpha, weightadv."""
+    margin_m, easy_margin, fc7_wd_mult, adv_alpha, weightadv. ``normalized_softmax``: the
+    softmax head (loss-type 0) sees the L2-normalised embedding (the original's face script)."""
     label = mx.sym.slice_axis(mx.sym.Variable('softmax_label'), axis=0, begin=0, end=2 * s)
     clean = mx.sym.slice_axis(emb, axis=0, begin=0, end=2 * s)
     fc7 = heads.logits(clean, num_classes, emb_size, args.loss_type, args.margin_s,
-                       args.margin_m, args.easy_margin, args.fc7_wd_mult, label=label)
+                       args.margin_m, args.easy_margin, args.fc7_wd_mult, label=label,
+                       normalized_softmax=normalized_softmax)
     logprob = mx.sym.log_softmax(fc7)
     picked = mx.sym.pick(logprob, label, axis=1)
     ce = mx.sym.MakeLoss(-mx.sym.mean(picked), name='ce_loss')

@@ -22,8 +22,10 @@ def check_margin(loss_type, margin_s, margin_m):
 
 
 def logits(emb, num_classes, emb_size, loss_type, margin_s=64.0, margin_m=0.5, easy_margin=0,
-           fc7_wd_mult=1.0, label=None):
+           fc7_wd_mult=1.0, label=None, normalized_softmax=False):
     check_margin(loss_type, margin_s, margin_m)
+    if loss_type == 0 and normalized_softmax:
+        emb = mx.sym.L2Normalization(emb, mode='instance', name='fc1n')
     weight = mx.sym.Variable('fc7_weight', shape=(num_classes, emb_size), lr_mult=1.0,
                              wd_mult=fc7_wd_mult)
     if loss_type == 0:
@@ -57,6 +59,8 @@ def _arc_margin_delta(fc7, label, num_classes, s, m, easy_margin):
     return mx.sym.broadcast_mul(one_hot, mx.sym.expand_dims(new_zy - zy, 1))
 
 
-def inference_symbol(emb, num_classes, emb_size, loss_type, margin_s=64.0):
+def inference_symbol(emb, num_classes, emb_size, loss_type, margin_s=64.0,
+                     normalized_softmax=False):
     """The symbol a checkpoint holds: output ``fc7_output`` logits, internals ``embedding_output``."""
-    return logits(emb, num_classes, emb_size, loss_type, margin_s=margin_s)
+    return logits(emb, num_classes, emb_size, loss_type, margin_s=margin_s,
+                  normalized_softmax=normalized_softmax)
