@@ -4,7 +4,11 @@ time of the same network, so the adversary's overhead can be read off.
 
   python bench/bench_mter.py --network s8 --main-per-batch-size 96 --adv-per-batch-size 64 \
       --adv-round 20
-Every round is run (--adv-thd -1), on random data of the script's input shape.
+  python bench/bench_mter.py --face --image-size 112 --network r18 --main-per-batch-size 12 \
+      --adv-per-batch-size 8 --adv-round 5
+Every round is run (--adv-thd -1), on random data of the script's input shape. Other flags go to
+ad_mnist.py (or ad_face.py with --face). With --face it also measures the decode rate of a
+synthetic 112x112 JPEG .rec through the training sampler.
 """
 import argparse
 import logging
@@ -13,6 +17,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+import ad_face
 import ad_mnist
 from src.fit import Trainer, network_kwargs
 from symbols import get_embedding
@@ -40,16 +45,27 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batches', type=int, default=5, help='timed training batches')
     parser.add_argument('--repeats', type=int, default=5, help='timed raw fwd+bwd repeats')
+    parser.add_argument('--face', action='store_true', help='ad_face.py (fresnet, 3xHxW, 0..255)')
+    parser.add_argument('--image-size', type=int, default=112, help='face image side (--face)')
     own, rest = parser.parse_known_args()
-    args = ad_mnist.parse_args(rest + ['--adv-thd', '-1', '--ckpt', '0', '--verbose', '0'])
+    fixed = ['--adv-thd', '-1', '--ckpt', '0', '--verbose', '0']
     logging.basicConfig(level=logging.WARNING)
-    image_shape = (1, 28, 28)
-    trainer = Trainer(args, image_shape, 10, (0.0, 1.0), args.adv_step, args.adv_sigma,
-                      evaluate=None)
+    if own.face:
+        args = ad_face.parse_args(rest + fixed)
+        image_shape = (3, own.image_size, own.image_size)
+        trainer = Trainer(args, image_shape, 1000, (0.0, 255.0), args.adv_sigma, args.adv_eps,
+                          evaluate=None, normalized_softmax=True)
+    else:
+        args = ad_mnist.parse_args(rest + fixed)
+        image_shape = (1, 28, 28)
+        trainer = Trainer(args, image_shape, 10, (0.0, 1.0), args.adv_step, args.adv_sigma,
+                          evaluate=None)
     s = trainer.plan.sources
     rng = np.random.RandomState(0)
-    batch = lambda: (rng.rand(s, *image_shape).astype(np.float32), rng.randint(0, 5, s),  # noqa
-                     rng.rand(s, *image_shape).astype(np.float32), rng.randint(5, 10, s))
+    top = 255.0 if own.face else 1.0
+    batch = lambda: ((top * rng.rand(s, *image_shape)).astype(np.float32),  # noqa: E731
+                     rng.randint(0, 5, s), (top * rng.rand(s, *image_shape)).astype(np.float32),
+                     rng.randint(5, 10, s))
     from src.metrics import TrainMetrics
     metrics = TrainMetrics()
     trainer.step(*batch(), metrics)  # warm-up (binding, memory)
@@ -75,6 +91,28 @@ def main():
           % (s // len(trainer.adv_ctx), raw_s))
     print('raw fwd+bwd, 3S=%-5d %8.4f s (the main step alone)' % (trainer.batch_size, raw_main))
     print('round overhead over raw fwd+bwd: %.2fx' % (t_adv / max(rounds, 1) / raw_s))
+    if own.face:
+        print('decode (sampler, 112x112 JPEG, src+tar): %8.1f images/s; the training step '
+              'consumes %.1f images/s' % (decode_rate(s), 2 * s * own.batches / wall))
+
+
+def decode_rate(sources, batches=20):
+    """Images/s the face sampler delivers (decode + mirror + layout), prefetch off."""
+    import tempfile
+    from data.face_rec import FaceRecordSet
+    from data.synthetic import make_synthetic
+    from src.face_sampler import IdentityStreamSampler
+    with tempfile.TemporaryDirectory() as tmp:
+        make_synthetic(tmp, num_ids=20, per_id=max(4, 2 * sources * batches // 20 + 1),
+                       image_size=(112, 112), num_pairs=10, seed=0)
+        sampler = IdentityStreamSampler(FaceRecordSet(tmp), sources, prefetch=False)
+        t0, n = time.time(), 0
+        for _ in range(batches):
+            try:
+                n += 2 * len(next(sampler)[0])
+            except StopIteration:
+                break
+        return n / (time.time() - t0)
 
 
 if __name__ == '__main__':

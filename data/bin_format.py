@@ -6,11 +6,11 @@ A ``.bin`` file is a pickle of the 2-tuple ``(bins, issame_list)``: ``bins[2*i]`
 Python 2 tools hold the images as Python 2 ``str``; Python 3 can only read those with
 ``encoding='bytes'``.  Some files hold the images as numpy ``uint8`` arrays of the encoded bytes.
 """
-import os
 import pickle
-import tempfile
 
 import numpy as np
+
+from src.atomic import atomic_write
 
 __all__ = ['save_bin', 'load_bin', 'decode_images']
 
@@ -24,16 +24,11 @@ def save_bin(path, bins, issame_list):
     bins = [_as_bytes(b, path, i) for i, b in enumerate(bins)]
     issame_list = [bool(s) for s in issame_list]
     _check_lengths(path, bins, issame_list)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix='.tmp-', suffix='.bin', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
+
+    def write(tmp_path):
+        with open(tmp_path, 'wb') as f:
             pickle.dump((bins, issame_list), f, protocol=2)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    atomic_write(path, write)
 
 
 def load_bin(path):

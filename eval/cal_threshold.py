@@ -19,10 +19,11 @@ pair matches when cos > it).
 import argparse
 import json
 import logging
-import os
 import sys
 
 import numpy as np
+
+from src.atomic import atomic_write
 
 from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args, combine_flip,
                                embed_pairs, load_targets, pair_distances, parse_ctx,
@@ -58,12 +59,10 @@ def calibrate(network_or_fn, images, issame, batch_size, far_target=1e-3, nfolds
 
 
 def save_threshold(path, record):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(record, f, indent=1)
+    atomic_write(path, write)
 
 
 def load_threshold(path, key='threshold'):

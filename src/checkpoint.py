@@ -1,26 +1,11 @@
-"""Checkpoints in MXNet's format (``prefix-symbol.json`` + ``prefix-%04d.params``), written
-atomically: each file goes to a temporary name in the same directory and is renamed over the
-old one, so a crash never leaves a half-written file where a good one was."""
+"""Checkpoints in MXNet's format (``prefix-symbol.json`` + ``prefix-%04d.params``), each file
+written atomically (src.atomic), so a crash never leaves a half-written one in place of a good one."""
 import logging
 import os
-import tempfile
 
 import mxnet as mx
 
-
-def _atomic_write(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from .atomic import atomic_write
 
 
 def params_path(prefix, epoch):
@@ -30,11 +15,11 @@ def params_path(prefix, epoch):
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     """Writes prefix-symbol.json and prefix-%04d.params (both atomically); returns the params path."""
     if symbol is not None:
-        _atomic_write('%s-symbol.json' % prefix, symbol.save)
+        atomic_write('%s-symbol.json' % prefix, symbol.save)
     blob = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     blob.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
     path = params_path(prefix, epoch)
-    _atomic_write(path, lambda tmp: mx.nd.save(tmp, blob))
+    atomic_write(path, lambda tmp: mx.nd.save(tmp, blob))
     return path
 
 
