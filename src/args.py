@@ -76,7 +76,8 @@ def add_mter_args(parser, adv_round=100, adv_sigma=0.35, adv_thd=0.05, weightadv
                    help='auto: GPUs when present (main gpu(0..), adversary after them), else '
                         'CPU contexts cpu(0), cpu(1), ...')
     g.add_argument('--adv-round', type=int, default=adv_round,
-                   help='maximum attack steps per batch (the first is always taken)')
+                   help='maximum attack steps per batch (the first is always taken); 0: no '
+                        'attack (with --weightadv 0: vanilla training, same pipeline)')
     g.add_argument('--adv-thd', type=float, default=adv_thd,
                    help='stop the attack once the max cosine distance to the targets <= THD')
     if faces:

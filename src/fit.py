@@ -16,7 +16,7 @@ import numpy as np
 from symbols import get_embedding
 from symbols.heads import inference_symbol
 from . import mter
-from .adversary import Adversary
+from .adversary import Adversary, AttackStats
 from .args import lr_steps
 from .batch import assemble_main_batch
 from .checkpoint import load_pretrained, save_checkpoint
@@ -102,10 +102,16 @@ class Trainer:
         with warnings.catch_warnings():  # our losses are means: 1/ctx_num is the right rescale
             warnings.filterwarnings('ignore', message='Optimizer created manually')
             self.module.init_optimizer(kvstore=args.kvstore, optimizer=self.optimizer)
-        adv_emb, _ = get_embedding(args.network, adversary=True, **kw)
-        self.adversary = Adversary(adv_emb, emb_size, self.adv_ctx, self.plan.adv_ctx_sources,
-                                   image_shape, step=adv_step, rounds=args.adv_round,
-                                   thd=args.adv_thd, sigma=adv_sigma, pixel_range=pixel_range)
+        self.adversary = None
+        if args.adv_round > 0:
+            adv_emb, _ = get_embedding(args.network, adversary=True, **kw)
+            self.adversary = Adversary(adv_emb, emb_size, self.adv_ctx,
+                                       self.plan.adv_ctx_sources, image_shape, step=adv_step,
+                                       rounds=args.adv_round, thd=args.adv_thd, sigma=adv_sigma,
+                                       pixel_range=pixel_range)
+        else:
+            logging.info('--adv-round 0: no attack, the adversarial third repeats the sources '
+                         '(vanilla training when --weightadv 0)')
         self.lr_steps = lr_steps(args, self.batch_size)
         self.best = None
         self.saves = 0
@@ -120,8 +126,11 @@ class Trainer:
 
         Returns (AttackStats, softmax loss, adv loss, seconds in attack, seconds in main step)."""
         t0 = time.time()
-        self.adversary.sync_from(self.module)
-        adv, stats = self.adversary.attack(src, tar)
+        if self.adversary is None:
+            adv, stats = src, AttackStats(0, float('nan'), None)
+        else:
+            self.adversary.sync_from(self.module)
+            adv, stats = self.adversary.attack(src, tar)
         t1 = time.time()
         data, label = assemble_main_batch(src, tar, adv, src_y, tar_y, len(self.main_ctx))
         batch = mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array(label)])

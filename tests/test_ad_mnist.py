@@ -99,3 +99,13 @@ def test_non_finite_loss_stops_without_overwriting(tmp_path, digits_idx_dir):
     check_finite(1, 0.5, 0.1)
     with pytest.raises(FloatingPointError, match='batch 7.*without saving'):
         check_finite(7, float('nan'), 0.1)
+
+
+def test_vanilla_mode_runs_no_attack(tmp_path, caplog, digits_idx_dir):
+    caplog.set_level(logging.INFO)
+    ad_mnist.main(TINY + ['--data-dir', str(digits_idx_dir), '--prefix', str(tmp_path / 'v'),
+                          '--main-per-batch-size', '48', '--adv-per-batch-size', '32',
+                          '--adv-round', '0', '--weightadv', '0', '--max-steps', '2'])
+    assert re.findall(r'rounds=([0-9.]+)', caplog.text) == ['0.0', '0.0']
+    assert set(re.findall(r'advloss=([0-9.]+)', caplog.text)) == {'0.0000'}
+    assert len(_val_accuracies(caplog)) == 1
