@@ -39,6 +39,8 @@ def add_train_args(parser):
     g.add_argument('--disp-batches', type=int, default=1,
                    help='log training metrics every N batches')
     g.add_argument('--kvstore', default='device', help='MXNet kvstore for the main group')
+    g.add_argument('--progress', action='store_true',
+                   help='show a progress bar with ETA (over --max-steps, else the epochs)')
     return g
 
 

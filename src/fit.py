@@ -172,6 +172,12 @@ class Trainer:
         metrics = TrainMetrics()
         step, window_start, window_samples = 0, time.time(), 0
         done = False
+        bar = None
+        if getattr(args, 'progress', False):
+            from tqdm import tqdm
+            total = args.max_steps or args.end_epoch * sampler.batches_per_epoch
+            bar = tqdm(total=total, desc='training %s' % args.network, unit='batch',
+                       dynamic_ncols=True)
         for epoch in range(args.end_epoch):
             if epoch > 0:
                 sampler.reset()
@@ -182,17 +188,16 @@ class Trainer:
                     logging.info('[%d] lr changed to %g', step, self.optimizer.learning_rate)
                 stats, ce, triplet, t_adv, t_main = self.step(src, src_y, tar, tar_y, metrics)
                 check_finite(step, ce, triplet)
+                if bar is not None:
+                    bar.update(1)
                 window_samples += self.batch_size
                 if step % args.disp_batches == 0:
                     elapsed = time.time() - window_start
-                    logging.info('Epoch[%d] Batch[%d] step %d lr %g  %s  cos-dist mean %.4f -> '
-                                 '%s  %.1f samples/s (attack %.2fs, main %.2fs)', epoch, nbatch,
-                                 step,
+                    logging.info('Epoch[%d] Batch[%d] step %d lr %g  %s  %s  %.1f samples/s '
+                                 '(attack %.2fs, main %.2fs)', epoch, nbatch, step,
                                  self.optimizer.learning_rate, metrics.format(),
-                                 stats.first_mean_dist,
-                                 'max n/a' if stats.last_max_dist is None else
-                                 'max %.4f' % stats.last_max_dist,
-                                 window_samples / max(elapsed, 1e-9), t_adv, t_main)
+                                 _describe_attack(stats), window_samples / max(elapsed, 1e-9),
+                                 t_adv, t_main)
                     metrics.reset()
                     window_start, window_samples = time.time(), 0
                 if args.verbose > 0 and step % args.verbose == 0:
@@ -203,6 +208,8 @@ class Trainer:
                     break
             if done:
                 break
+        if bar is not None:
+            bar.close()
         if step == 0:
             raise RuntimeError('no batch was trained: the data yields no full batch of %d '
                                'sources and %d targets' % (self.plan.sources, self.plan.sources))
@@ -211,6 +218,13 @@ class Trainer:
         logging.info('finished after %d batches; highest scores %s', step,
                      ' '.join('%.5f' % b for b in self.best or []))
         return self.best
+
+
+def _describe_attack(stats):
+    if stats.rounds == 0:
+        return 'no attack'
+    last = 'n/a' if stats.last_max_dist is None else '%.4f' % stats.last_max_dist
+    return 'cos-dist mean %.4f -> max %s' % (stats.first_mean_dist, last)
 
 
 def setup_logging():

@@ -25,7 +25,9 @@ def triplet_terms(emb, s, alpha, weight):
     part = lambda i: mx.sym.L2Normalization(  # noqa: E731
         mx.sym.slice_axis(emb, axis=0, begin=i * s, end=(i + 1) * s), mode='instance')
     src, tar, adv = part(0), part(1), part(2)
-    dist = lambda a, b: mx.sym.sqrt(mx.sym.sum(mx.sym.square(a - b), axis=1))  # noqa: E731
+    # the 1e-12 keeps the gradient finite where adv == src (sqrt'(0) = inf, and inf * 0 = NaN
+    # would poison the whole network even when the relu is inactive)
+    dist = lambda a, b: mx.sym.sqrt(mx.sym.sum(mx.sym.square(a - b), axis=1) + 1e-12)  # noqa
     ap, an = dist(adv, src), dist(adv, tar)
     loss = weight * mx.sym.mean(mx.sym.relu(ap - an + alpha))
     return mx.sym.mean(ap), mx.sym.mean(an), loss

@@ -108,4 +108,6 @@ def test_vanilla_mode_runs_no_attack(tmp_path, caplog, digits_idx_dir):
                           '--adv-round', '0', '--weightadv', '0', '--max-steps', '2'])
     assert re.findall(r'rounds=([0-9.]+)', caplog.text) == ['0.0', '0.0']
     assert set(re.findall(r'advloss=([0-9.]+)', caplog.text)) == {'0.0000'}
+    # adv == src gives AP = 0: its gradient must stay finite, or the network collapses (AN -> 0)
+    assert all(float(v) > 0.05 for v in re.findall(r'AN=([0-9.]+)', caplog.text))
     assert len(_val_accuracies(caplog)) == 1
