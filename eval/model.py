@@ -1,7 +1,10 @@
 """A trained network loaded for evaluation: embeddings or logits, in inference mode.
 
-``Network.block`` is a Gluon SymbolBlock, so attacks get input gradients with
-``autograd.record(train_mode=False)`` (batch-norm on moving statistics, dropout off).
+``Network.block`` is a Gluon SymbolBlock for inference. Input gradients must NOT be recorded on
+it with ``autograd.record(train_mode=False)``: with MKL-DNN, MXNet 1.9.1 returns wrong input
+gradients through max-pooling in that mode. Use ``eval.attacks.gradient_block`` (the same graph
+with batch-norm on moving statistics and no dropout, recorded with ``train_mode=True``), as the
+attacks and the MTER adversary do.
 Works on this project's checkpoints (``embedding_output`` / ``fc7_output``) and on stock
 InsightFace ones (``fc1_output``).
 """

@@ -1,0 +1,456 @@
+"""White-box L-inf attacks on a classifier or an embedding network, in pixel space.
+
+Every attack has the same call::
+
+    attack = PGD(model, eps=0.3, step=0.01, steps=40, restarts=1, targeted=False, loss='ce',
+                 pixel_range=(0, 1))
+    x_adv, success = attack(x, y)        # x: (N, C, H, W) NumPy or NDArray; per-sample success
+
+``model`` is an ``eval.model.Network``; its ``output`` decides what the attack means:
+
+* ``'logits'`` (classifier): ``y`` holds labels (untargeted: success = misclassified) or target
+  labels (``targeted=True``: success = predicted as the target). Losses: ``'ce'`` (cross-entropy)
+  or ``'cw'`` (Carlini-Wagner margin max_{j!=y} z_j - z_y, used under the L-inf budget).
+* ``'embedding'`` (feature-level): distances are between L2-normalised embeddings.
+  ``targeted=True`` is impersonation: ``y`` is the target (embeddings (N, D), or images that
+  are embedded first) and the attack lowers the distance to it; success = squared Euclidean
+  distance < ``threshold``. ``targeted=False`` is dodging: the attack raises the distance from
+  ``y`` (default: the clean embedding of ``x`` itself); success = distance >= ``threshold``.
+  ``threshold`` is on the squared Euclidean distance of normalised embeddings (0..4), the
+  verification distance of the InsightFace protocol. Losses: ``'cos'`` (1 - cosine) or
+  ``'sqeuclidean'`` (= 2 - 2 cosine; same sign gradient).
+
+Budget: after every step the image is clipped to [x - eps, x + eps] intersected with
+``pixel_range``, in float32, with bounds computed once per call and nudged by one ulp where
+float32 rounding of x +- eps would leave the ball, so max |x_adv - x| <= eps holds exactly.
+
+Gradients come from ``mx.autograd`` on the model's graph, in inference semantics (batch-norm
+on moving statistics, dropout off), so samples never interact and per-sample quantities
+(momentum normalisation, restarts' worst case) are exact. MXNet 1.9.1 with MKL-DNN computes
+WRONG input gradients through max-pooling recorded with ``train_mode=False`` (the inference
+forward keeps no workspace; verified against float64 autograd), so ``gradient_block`` rebuilds
+the graph with batch-norm forced to global statistics and dropout removed, and gradients are
+recorded with ``train_mode=True`` on that copy: the same function as ``model.block`` in
+inference mode, with correct backward passes. Outputs and success are computed on
+``model.block`` itself.
+
+Note on dodging from the clean embedding (``y=None``): the distance has a minimum (zero
+gradient) at x itself, so an attack without random start (FGSM, BIM, MI-FGSM) follows the
+sign of round-off noise there, or does not move at all (a warning says so). Use PGD's random
+start, or a reference embedding of another image (a verification pair's partner).
+"""
+import inspect
+import json
+import warnings
+import weakref
+
+import numpy as np
+import mxnet as mx
+from tqdm import tqdm
+
+CLASSIFIER_LOSSES = ('ce', 'cw')
+EMBEDDING_LOSSES = ('cos', 'sqeuclidean')
+
+
+def _to_numpy(x):
+    if isinstance(x, mx.nd.NDArray):
+        x = x.asnumpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def linf_bounds(x, eps, pixel_range):
+    """float32 (lo, hi) with lo <= x <= hi, hi - x <= eps, x - lo <= eps (exactly, in float64),
+    and both inside ``pixel_range``."""
+    x64 = x.astype(np.float64)
+    lo = np.maximum(x64 - eps, pixel_range[0]).astype(np.float32)  # rounded to nearest:
+    hi = np.minimum(x64 + eps, pixel_range[1]).astype(np.float32)  # at most 1 ulp outside
+    over = (x64 - lo) > eps
+    lo[over] = np.nextafter(lo[over], np.float32(np.inf))
+    over = (hi - x64) > eps
+    hi[over] = np.nextafter(hi[over], np.float32(-np.inf))
+    return lo, hi
+
+
+def l2_normalise(emb):
+    emb = np.asarray(emb, dtype=np.float32)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+def inference_graph(symbol):
+    """``symbol`` with every train-mode-dependent op made deterministic: batch-norm on global
+    statistics, dropout replaced by identity. Raises on ops it cannot make deterministic."""
+    graph = json.loads(symbol.tojson())
+    for node in graph['nodes']:
+        attrs = node.setdefault('attrs', {})
+        if node['op'] in ('BatchNorm', '_contrib_SyncBatchNorm'):
+            attrs['use_global_stats'] = 'True'
+        elif node['op'] == 'Dropout':
+            node['op'], node['attrs'], node['inputs'] = '_copy', {}, node['inputs'][:1]
+        elif node['op'] == 'LeakyReLU' and attrs.get('act_type') == 'rrelu':
+            raise ValueError('node %s: rrelu is random in training mode; attacks need a '
+                             'deterministic graph' % node['name'])
+    return mx.sym.load_json(json.dumps(graph))
+
+
+_GRADIENT_BLOCKS = weakref.WeakKeyDictionary()
+
+
+def gradient_block(model):
+    """A hybridized SymbolBlock computing ``model.block``'s function (inference semantics) that
+    is safe to differentiate under ``autograd.record(train_mode=True)``; parameters are copied
+    (``model`` is left untouched) and get no gradient buffers. Cached per model."""
+    block = _GRADIENT_BLOCKS.get(model)
+    if block is None:
+        symbol = inference_graph(model.block(mx.sym.var('data')))
+        block = mx.gluon.SymbolBlock(symbol, mx.sym.var('data', dtype='float32'))
+        source = {name: param.data() for name, param in model.block.collect_params().items()}
+        for name, param in block.collect_params().items():
+            param.grad_req = 'null'
+            param._load_init(source[name], model.ctx)  # pylint: disable=protected-access
+        block.hybridize(static_alloc=True)
+        _GRADIENT_BLOCKS[model] = block
+    return block
+
+
+class Objective:
+    """What an attack maximises and how its success is decided, for one model.
+
+    ``value_and_grad`` returns the per-sample objective (higher = closer to success) and its
+    gradient w.r.t. the input; ``evaluate`` the objective and success without gradients.
+    """
+
+    def __init__(self, model, targeted=False, loss=None, threshold=None):
+        if model.output not in ('logits', 'embedding'):
+            raise ValueError('model.output must be logits or embedding, got %r' % model.output)
+        self.model = model
+        self.targeted = bool(targeted)
+        self.on_embedding = model.output == 'embedding'
+        allowed = EMBEDDING_LOSSES if self.on_embedding else CLASSIFIER_LOSSES
+        self.loss = loss or allowed[0]
+        if self.loss not in allowed:
+            raise ValueError('loss %r does not apply to a model with %s output: use one of %s'
+                             % (self.loss, model.output, ', '.join(allowed)))
+        if self.on_embedding and threshold is None:
+            raise ValueError('an attack on an embedding needs threshold= (squared Euclidean '
+                             'distance of normalised embeddings that decides a match)')
+        self.threshold = threshold
+
+    def reference(self, x, y):
+        """Labels (classifier) or normalised reference embeddings (embedding) for a batch."""
+        if not self.on_embedding:
+            if y is None:
+                raise ValueError('an attack on a classifier needs labels (or target labels)')
+            y = np.asarray(y.asnumpy() if isinstance(y, mx.nd.NDArray) else y)
+            if y.shape != (len(x),):
+                raise ValueError('expected %d labels, got shape %s' % (len(x), y.shape))
+            return y.astype(np.int64)
+        if y is None:
+            if self.targeted:
+                raise ValueError('impersonation needs target embeddings or target images')
+            y = x
+        y = _to_numpy(y)
+        if y.ndim == 4:
+            y = self.model.predict(y, batch_size=max(1, len(y)))
+        if y.shape[0] != len(x) or y.ndim != 2:
+            raise ValueError('expected %d reference embeddings (N, D) or images (N, C, H, W), '
+                             'got shape %s' % (len(x), y.shape))
+        return l2_normalise(y)
+
+    def _objective(self, out, ref):
+        """Per-sample objective (NDArray (N,)) from the network output."""
+        if self.on_embedding:
+            feat = mx.nd.L2Normalization(out, mode='instance')
+            if self.loss == 'cos':
+                dist = 1.0 - mx.nd.sum(feat * ref, axis=1)
+            else:
+                dist = mx.nd.sum(mx.nd.square(feat - ref), axis=1)
+            return -dist if self.targeted else dist
+        if self.loss == 'ce':
+            picked = mx.nd.pick(mx.nd.log_softmax(out, axis=1), ref, axis=1)
+            return picked if self.targeted else -picked
+        onehot = mx.nd.one_hot(ref, depth=out.shape[1])
+        z_ref = mx.nd.sum(out * onehot, axis=1)
+        z_other = mx.nd.max(out - onehot * 1e9, axis=1)
+        return z_ref - z_other if self.targeted else z_other - z_ref
+
+    def _ref_nd(self, ref):
+        dtype = 'float32' if self.on_embedding else 'int64'
+        return mx.nd.array(ref, ctx=self.model.ctx, dtype=dtype)
+
+    def value_and_grad(self, x, ref):
+        x_nd = mx.nd.array(x, ctx=self.model.ctx)
+        x_nd.attach_grad()
+        ref_nd = self._ref_nd(ref)
+        with mx.autograd.record(train_mode=True):  # safe on gradient_block: see module doc
+            value = self._objective(gradient_block(self.model)(x_nd), ref_nd)
+        value.backward()
+        return value.asnumpy(), x_nd.grad.asnumpy()
+
+    def success_from_output(self, out, ref):
+        """Per-sample success (bool NumPy) from NumPy outputs (logits or raw embeddings)."""
+        if self.on_embedding:
+            dist = np.sum(np.square(l2_normalise(out) - ref), axis=1)
+            return dist < self.threshold if self.targeted else dist >= self.threshold
+        pred = np.argmax(out, axis=1)
+        return pred == ref if self.targeted else pred != ref
+
+    def evaluate(self, x, ref):
+        out = self.model.block(mx.nd.array(x, ctx=self.model.ctx))
+        value = self._objective(out, self._ref_nd(ref)).asnumpy()
+        return value, self.success_from_output(out.asnumpy(), ref)
+
+
+class Attack:
+    """Base class: subclasses implement ``_perturb(x, ref, lo, hi) -> (x_adv, success)``."""
+    name = 'attack'
+    iterative = False
+
+    def __init__(self, model, eps, targeted=False, loss=None, threshold=None,
+                 pixel_range=(0, 1), seed=None):
+        if eps < 0:
+            raise ValueError('eps must be >= 0, got %g' % eps)
+        if not pixel_range[0] < pixel_range[1]:
+            raise ValueError('pixel_range must be (low, high) with low < high, got %s'
+                             % (pixel_range,))
+        self.model = model
+        self.eps = float(eps)
+        self.pixel_range = (float(pixel_range[0]), float(pixel_range[1]))
+        self.objective = Objective(model, targeted, loss, threshold)
+        self.seed = seed
+        self._calls = 0
+
+    @property
+    def targeted(self):
+        return self.objective.targeted
+
+    def __call__(self, x, y=None):
+        x = _to_numpy(x)
+        if x.ndim != 4:
+            raise ValueError('expected images (N, C, H, W), got shape %s' % (x.shape,))
+        if x.size and (x.min() < self.pixel_range[0] or x.max() > self.pixel_range[1]):
+            raise ValueError('images span [%g, %g], outside pixel_range %s'
+                             % (x.min(), x.max(), self.pixel_range))
+        if (y is None and self.objective.on_embedding and not self.targeted
+                and not getattr(self, 'random_start', False)):
+            warnings.warn('%s dodging from the clean embedding of x starts at a zero-gradient '
+                          'minimum: use a random start (PGD) or a reference of another image'
+                          % self.name, stacklevel=2)
+        ref = self.objective.reference(x, y)
+        lo, hi = linf_bounds(x, self.eps, self.pixel_range)
+        self._rng_call = self._calls
+        self._calls += 1
+        x_adv, success = self._perturb(x, ref, lo, hi)
+        return x_adv, success
+
+    def _rng(self, restart):
+        """Random stream for one (call, restart): with a seed, restart r of call c draws the
+        same noise whatever the number of restarts, so more restarts never change the first."""
+        if self.seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng([self.seed, self._rng_call, restart])
+
+    def params(self):
+        """JSON-able description of the attack (for results files)."""
+        return {'attack': self.name, 'eps': self.eps, 'targeted': self.targeted,
+                'loss': self.objective.loss, 'pixel_range': list(self.pixel_range),
+                'threshold': self.objective.threshold}
+
+
+class FGSM(Attack):
+    """Fast gradient sign method: one step of size eps along the sign of the gradient."""
+    name = 'fgsm'
+
+    def _perturb(self, x, ref, lo, hi):
+        _, grad = self.objective.value_and_grad(x, ref)
+        x_adv = np.clip(x + np.float32(self.eps) * np.sign(grad), lo, hi)
+        return x_adv, self.objective.evaluate(x_adv, ref)[1]
+
+
+class BIM(Attack):
+    """Basic iterative method (I-FGSM): ``steps`` sign steps of size ``step`` from x itself,
+    projected after each step. ``step`` defaults to 2.5 * eps / steps.
+
+    ``random_start`` and ``restarts`` turn it into PGD; the returned image of each sample is
+    its worst case over restarts: the first successful one, else the one with the highest
+    objective."""
+    name = 'bim'
+    iterative = True
+
+    def __init__(self, model, eps, step=None, steps=10, random_start=False, restarts=1,
+                 targeted=False, loss=None, threshold=None, pixel_range=(0, 1), seed=None):
+        super().__init__(model, eps, targeted, loss, threshold, pixel_range, seed)
+        if steps < 1 or restarts < 1:
+            raise ValueError('steps and restarts must be >= 1, got %d, %d' % (steps, restarts))
+        self.steps = int(steps)
+        self.step = float(step) if step is not None else self.default_step(eps, steps)
+        self.random_start = bool(random_start)
+        self.restarts = int(restarts)
+
+    @staticmethod
+    def default_step(eps, steps):
+        return 2.5 * eps / steps
+
+    def params(self):
+        out = super().params()
+        out.update(step=self.step, steps=self.steps, random_start=self.random_start,
+                   restarts=self.restarts)
+        return out
+
+    def _direction(self, grad, state):
+        return np.sign(grad)
+
+    def _iterate(self, x_adv, ref, lo, hi):
+        state = {}
+        step = np.float32(self.step)
+        for _ in range(self.steps):
+            _, grad = self.objective.value_and_grad(x_adv, ref)
+            x_adv = np.clip(x_adv + step * self._direction(grad, state), lo, hi)
+        return x_adv
+
+    def _perturb(self, x, ref, lo, hi):
+        best_x = best_value = best_success = None
+        for restart in range(self.restarts):
+            start = x
+            if self.random_start:
+                noise = self._rng(restart).uniform(-self.eps, self.eps, size=x.shape)
+                start = np.clip(x + noise.astype(np.float32), lo, hi)
+            x_adv = self._iterate(start, ref, lo, hi)
+            value, success = self.objective.evaluate(x_adv, ref)
+            if best_x is None:
+                best_x, best_value, best_success = x_adv, value, success
+            else:
+                better = (success & ~best_success) | ((success == best_success)
+                                                      & (value > best_value))
+                best_x = np.where(better[:, None, None, None], x_adv, best_x)
+                best_value = np.where(better, value, best_value)
+                best_success = best_success | success
+            if best_success.all():
+                break
+        return best_x, best_success
+
+
+class PGD(BIM):
+    """Projected gradient descent (Madry et al.): BIM from a uniform random start in the
+    eps-ball, with restarts (per-sample worst case kept)."""
+    name = 'pgd'
+
+    def __init__(self, model, eps, step=None, steps=40, random_start=True, restarts=1,
+                 targeted=False, loss=None, threshold=None, pixel_range=(0, 1), seed=None):
+        super().__init__(model, eps, step, steps, random_start, restarts, targeted, loss,
+                         threshold, pixel_range, seed)
+
+
+class CWLinf(PGD):
+    """PGD on the Carlini-Wagner margin loss (logit of the best other class minus the true
+    logit; targeted: target logit minus best other) under the L-inf budget."""
+    name = 'cw'
+
+    def __init__(self, model, eps, step=None, steps=40, random_start=True, restarts=1,
+                 targeted=False, threshold=None, pixel_range=(0, 1), seed=None):
+        super().__init__(model, eps, step, steps, random_start, restarts, targeted, 'cw',
+                         threshold, pixel_range, seed)
+
+
+def momentum_update(momentum, grad, mu):
+    """MI-FGSM accumulator: mu * g + grad / ||grad||_1, the L1 norm taken PER SAMPLE (so one
+    sample's gradient scale never changes another's update). Returns the new accumulator."""
+    l1 = np.sum(np.abs(grad), axis=tuple(range(1, grad.ndim)), keepdims=True)
+    return mu * momentum + grad / np.maximum(l1, 1e-30)
+
+
+class MIFGSM(BIM):
+    """Momentum iterative FGSM (Dong et al. 2018): sign of the momentum accumulator
+    (``momentum_update``), ``mu`` = 1.0, no random start. ``step`` defaults to eps / steps."""
+    name = 'mifgsm'
+
+    def __init__(self, model, eps, step=None, steps=10, mu=1.0, random_start=False,
+                 restarts=1, targeted=False, loss=None, threshold=None, pixel_range=(0, 1),
+                 seed=None):
+        step = float(step) if step is not None else eps / steps
+        super().__init__(model, eps, step, steps, random_start, restarts, targeted, loss,
+                         threshold, pixel_range, seed)
+        self.mu = float(mu)
+
+    def params(self):
+        out = super().params()
+        out['mu'] = self.mu
+        return out
+
+    def _direction(self, grad, state):
+        state['g'] = momentum_update(state.get('g', 0.0), grad, self.mu)
+        return np.sign(state['g'])
+
+
+ATTACKS = {'fgsm': FGSM, 'bim': BIM, 'pgd': PGD, 'mifgsm': MIFGSM, 'cw': CWLinf}
+
+
+def make_attack(name, model, eps, **kwargs):
+    """Attack by name (``ATTACKS``). Keywords that only some attacks take (step, steps, mu,
+    restarts, ...) are passed to those that take them; unknown keywords are an error."""
+    try:
+        cls = ATTACKS[name]
+    except KeyError:
+        raise ValueError('unknown attack %r: expected one of %s'
+                         % (name, ', '.join(ATTACKS))) from None
+    known = set()
+    for other in ATTACKS.values():
+        known.update(inspect.signature(other.__init__).parameters)
+    unknown = set(kwargs) - known
+    if unknown:
+        raise TypeError('no attack takes %s' % ', '.join(sorted(unknown)))
+    takes = inspect.signature(cls.__init__).parameters
+    return cls(model, eps, **{k: v for k, v in kwargs.items() if k in takes})
+
+
+def _embedding_model(model, what):
+    if model.output != 'embedding':
+        raise ValueError('%s is a feature-level attack: it needs a Network with '
+                         "output='embedding', got %r" % (what, model.output))
+
+
+def FFTGSM(model, eps, threshold, pixel_range=(0, 255), **kwargs):
+    """Fast feature-targeted gradient sign method: one FGSM step lowering the distance to the
+    target embedding (impersonation), as MTER names it."""
+    _embedding_model(model, 'FFTGSM')
+    return FGSM(model, eps, targeted=True, threshold=threshold, pixel_range=pixel_range,
+                **kwargs)
+
+
+def IFTGSM(model, eps, threshold, step=None, steps=10, pixel_range=(0, 255), **kwargs):
+    """Iterative feature-targeted gradient sign method (BIM toward the target embedding)."""
+    _embedding_model(model, 'IFTGSM')
+    return BIM(model, eps, step=step, steps=steps, targeted=True, threshold=threshold,
+               pixel_range=pixel_range, **kwargs)
+
+
+def MIFTGSM(model, eps, threshold, step=None, steps=10, mu=1.0, pixel_range=(0, 255),
+            **kwargs):
+    """Momentum variant of IFTGSM (MI-FGSM toward the target embedding)."""
+    _embedding_model(model, 'MIFTGSM')
+    return MIFGSM(model, eps, step=step, steps=steps, mu=mu, targeted=True,
+                  threshold=threshold, pixel_range=pixel_range, **kwargs)
+
+
+def random_targets(labels, num_classes, seed=None):
+    """A target class != label for each label, uniformly among the others."""
+    labels = np.asarray(labels, dtype=np.int64)
+    shift = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
+    return (labels + shift) % num_classes
+
+
+def run_attack(attack, x, y=None, batch_size=128, progress=True, desc=None):
+    """Runs ``attack`` over (x, y) in batches with a tqdm bar (rate and ETA on stderr).
+    Returns (x_adv float32 (N, C, H, W), success bool (N,))."""
+    x = _to_numpy(x)
+    if y is not None and not isinstance(y, np.ndarray):
+        y = y.asnumpy() if isinstance(y, mx.nd.NDArray) else np.asarray(y)
+    x_adv = np.empty_like(x)
+    success = np.zeros(len(x), dtype=bool)
+    with tqdm(total=len(x), unit='img', desc=desc or attack.name, disable=not progress,
+              leave=False) as bar:
+        for start in range(0, len(x), batch_size):
+            end = min(start + batch_size, len(x))
+            batch_y = None if y is None else y[start:end]
+            x_adv[start:end], success[start:end] = attack(x[start:end], batch_y)
+            bar.update(end - start)
+    return x_adv, success
