@@ -138,6 +138,9 @@ class Trainer:
         self.module.update()
         ce, triplet = metrics.update(self.module.get_outputs(merge_multi_context=False),
                                      stats.rounds)
+        # the outputs only wait for the forward: wait for backward and update as well, so the
+        # split below is true (the next attack needs the updated weights anyway)
+        mx.nd.waitall()
         return stats, ce, triplet, t1 - t0, time.time() - t1
 
     # -- checkpoints and evaluation -----------------------------------------------------------
