@@ -29,11 +29,11 @@ PRESETS = {
     'default': dict(
         train=['--network', 's8', '--loss-type', '0', '--main-per-batch-size', '96',
                '--adv-per-batch-size', '64', '--wd', '0.0005', '--mom', '0.9'],
-        mter=['--adv-round', '10', '--adv-step', '0.02', '--adv-sigma', '0.15',
+        mter=['--adv-round', '5', '--adv-step', '0.03', '--adv-sigma', '0.15',
               '--adv-thd', '0.05', '--adv-alpha', '0.2', '--weightadv', '1'],
-        stages=[['--lr', '0.1', '--max-steps', '1000', '--lr-steps', '600,850']],
-        eval=dict(num_samples=1000, attacks=('fgsm', 'pgd', 'mifgsm'),
-                  eps=(0.02, 0.05, 0.1, 0.15, 0.2), steps=20, restarts=1)),
+        stages=[['--lr', '0.1', '--max-steps', '500', '--lr-steps', '350,450']],
+        eval=dict(num_samples=400, attacks=('fgsm', 'pgd', 'mifgsm'),
+                  eps=(0.02, 0.05, 0.1, 0.15), steps=10, restarts=1)),
     'full': dict(
         train=['--network', 'o18', '--loss-type', '0', '--main-per-batch-size', '2700',
                '--adv-per-batch-size', '1800', '--end-epoch', '100'],

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The main job: set up, get the data (Debian's Fashion-MNIST where apt works), train with MTER.
-# Extra arguments go to ad_mnist.py (e.g. ./run.sh --max-steps 50).
+# The main job: set up, get the data (Debian's Fashion-MNIST where apt works), train a vanilla
+# and an MTER model the same way, attack both, write results/ (table, JSON, PNG).
+# Arguments go to demo.py: ./run.sh --full (paper-scale schedule), ./run.sh --out-dir DIR ...
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "run.sh: installing Debian's dataset-fashion-mnist ..." >&2
     (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true
   fi
-  [ -d /usr/share/datasets/fashion-mnist ] || \
-    echo "run.sh: Fashion-MNIST not available (apt-get install dataset-fashion-mnist as root);" \
-         "ad_mnist.py will fall back to scikit-learn's 8x8 digits" >&2
+  if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    echo "run.sh: !! Fashion-MNIST is not available (as root: apt-get install" \
+         "dataset-fashion-mnist); the demo falls back to scikit-learn's 8x8 digits !!" >&2
+  fi
 fi
 bash setup.sh
-exec .venv/bin/python ad_mnist.py --network s8 --loss-type 0 --lr 0.1 --lr-steps 300,450 \
-  --main-per-batch-size 96 --adv-per-batch-size 64 --adv-round 10 --adv-alpha 0.2 \
-  --adv-sigma 0.35 --adv-thd 0.05 --weightadv 1 --verbose 100 --max-steps 500 --seed 0 \
-  --disp-batches 20 --prefix models/mnist-s8/model "$@"
+exec .venv/bin/python demo.py "$@"

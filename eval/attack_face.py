@@ -60,6 +60,8 @@ from collections import OrderedDict
 import numpy as np
 from tqdm import tqdm
 
+from eval.cli import choice_list, float_list
+
 DEFAULT_ATTACKS = ('fftgsm', 'iftgsm', 'miftgsm')
 DEFAULT_EPS = (1, 2, 4, 6, 8, 10)
 SCENARIOS = ('impersonation', 'dodging')
@@ -437,25 +439,6 @@ def _probe_checks(net, model_name, scenario, data, threshold, eps_list, attacks,
 
 # ----------------------------------------------------------------------------- CLI
 
-def _float_list(text):
-    try:
-        values = [float(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError('expected non-negative numbers, got %r' % text)
-    return values
-
-
-def _attack_list(text):
-    names = [a.strip().lower() for a in text.split(',') if a.strip()]
-    unknown = [a for a in names if a not in DEFAULT_ATTACKS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError('unknown attacks %s: choose from %s'
-                                         % (unknown, ','.join(DEFAULT_ATTACKS)))
-    return list(dict.fromkeys(names))
-
-
 def parse_args(argv=None):
     from eval.verification import add_model_args
     parser = argparse.ArgumentParser(
@@ -483,9 +466,9 @@ def parse_args(argv=None):
     parser.add_argument('--nfolds', type=int, default=10, help='folds of that calibration')
     parser.add_argument('--mode', default='impersonation',
                         choices=('impersonation', 'dodging', 'both'))
-    parser.add_argument('--attacks', type=_attack_list, default=list(DEFAULT_ATTACKS),
+    parser.add_argument('--attacks', type=choice_list(DEFAULT_ATTACKS), default=list(DEFAULT_ATTACKS),
                         help='comma-separated, from %s' % ','.join(DEFAULT_ATTACKS))
-    parser.add_argument('--eps', type=_float_list, default=list(map(float, DEFAULT_EPS)),
+    parser.add_argument('--eps', type=float_list, default=list(map(float, DEFAULT_EPS)),
                         help='comma-separated L-inf budgets on the 0-255 scale '
                              '(default %s)' % ','.join(map(str, DEFAULT_EPS)))
     parser.add_argument('--steps', type=int, default=10, help='iterations of iftgsm/miftgsm')

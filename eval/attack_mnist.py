@@ -29,16 +29,15 @@ robust_accuracy.png. Example::
 """
 import argparse
 import logging
-import os
 import sys
 import time
 
 import mxnet as mx
 import numpy as np
 
-from src.checkpoint import parse_model_spec
-
 from . import report, sanity
+from . import cli
+from .cli import choice_list, float_list
 from .attacks import BIM, CWLinf, FGSM, MIFGSM, PGD, run_attack
 from .model import Network
 
@@ -216,30 +215,6 @@ def _probe_checks(model_name, net, x, y, clean_correct, eps_list, pgd_values, kw
     return checks
 
 
-def _model_name(spec):
-    prefix, epoch = parse_model_spec(spec)
-    return '%s,%d' % (os.path.basename(prefix), epoch)
-
-
-def _float_list(text):
-    try:
-        values = [float(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError('expected non-negative numbers, got %r' % text)
-    return values
-
-
-def _attack_list(text):
-    names = [a.strip() for a in text.split(',') if a.strip()]
-    unknown = [a for a in names if a not in DEFAULT_ATTACKS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError('unknown attacks %s: choose from %s'
-                                         % (unknown, ','.join(DEFAULT_ATTACKS)))
-    return names
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
@@ -256,9 +231,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-samples', type=int, default=0,
                         help='use the first N test images (0 = all)')
     parser.add_argument('--batch-size', type=int, default=256)
-    parser.add_argument('--attacks', type=_attack_list, default=list(DEFAULT_ATTACKS),
+    parser.add_argument('--attacks', type=choice_list(DEFAULT_ATTACKS), default=list(DEFAULT_ATTACKS),
                         help='comma-separated, from %s' % ','.join(DEFAULT_ATTACKS))
-    parser.add_argument('--eps', type=_float_list, default=list(DEFAULT_EPS),
+    parser.add_argument('--eps', type=float_list, default=list(DEFAULT_EPS),
                         help='comma-separated L-inf budgets on the [0,1] scale')
     parser.add_argument('--steps', type=int, default=40,
                         help='iterations of bim/pgd/mifgsm/cw')
@@ -305,11 +280,11 @@ def main(argv=None):
     x, y = data.test_x, data.test_y
     if args.num_samples:
         x, y = x[:args.num_samples], y[:args.num_samples]
-    name = _model_name(args.model)
+    name = cli.model_name(args.model)
     models = {name: _load_model(args.model, ctx)}
     source = None
     if args.source_model:
-        source_name = _model_name(args.source_model)
+        source_name = cli.model_name(args.source_model)
         if source_name == name:
             source_name = 'source ' + source_name
         source = (source_name, _load_model(args.source_model, ctx))

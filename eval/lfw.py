@@ -11,13 +11,13 @@ the network input is centre-cropped to the input's aspect ratio and resized, whi
 meaningful for aligned crops.  Metrics: ``eval.verification`` (image+flip, 10 folds).
 """
 import argparse
-import json
 import logging
 import os
 import sys
 
 import numpy as np
 
+from eval.cli import print_rows
 from eval.verification import (add_model_args, evaluate_images, format_table, parse_ctx)
 
 
@@ -117,10 +117,7 @@ def main(argv=None):
     net = Network.load(args.model, output='embedding', ctx=ctx)
     result = evaluate_images(net, images, issame, args.batch_size, args.nfolds)
     row = dict(model=prefix, epoch=epoch, target='lfw', skipped_pairs=skipped, **result)
-    print(format_table([row]))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(row, f, indent=1)
+    print_rows([row], args.json, format_table)
     return row
 
 

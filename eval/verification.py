@@ -15,7 +15,6 @@ The metric functions work on NumPy arrays and need no MXNet.  ``embed_pairs`` an
 trainer can pass its own forward.
 """
 import argparse
-import json
 import logging
 import os
 import re
@@ -23,6 +22,8 @@ import sys
 from collections import OrderedDict
 
 import numpy as np
+
+from eval.cli import print_rows
 
 ACC_THRESHOLDS = np.arange(0, 4, 0.01)
 VAL_THRESHOLDS = np.arange(0, 4, 0.001)
@@ -481,10 +482,7 @@ def main(argv=None):
         results = verify_targets(net, targets, args.batch_size, args.nfolds)
         for name, r in results.items():
             rows.append(dict(model=prefix, epoch=epoch, target=name, **r))
-    print(format_table(rows))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
+    print_rows(rows, args.json, format_table)
     if args.roc:
         plot_roc(rows, args.roc)
     return rows

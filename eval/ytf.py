@@ -14,13 +14,13 @@ unless ``--flip``).  ``--max-frames`` caps the frames per video (evenly spaced o
 names).  Metrics: ``eval.verification`` (squared distance, best threshold on 9 splits).
 """
 import argparse
-import json
 import logging
 import os
 import sys
 
 import numpy as np
 
+from eval.cli import print_rows
 from eval.lfw import read_image
 from eval.verification import (add_model_args, as_embed_fn, combine_flip, embed_pairs,
                                format_table, l2_normalize, parse_ctx, verification_metrics)
@@ -136,10 +136,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     row = dict(model=prefix, epoch=epoch, target='ytf', **result)
-    print(format_table([row]))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(row, f, indent=1)
+    print_rows([row], args.json, format_table)
     return row
 
 
