@@ -35,11 +35,10 @@ import time
 import mxnet as mx
 import numpy as np
 
-from . import report, sanity
-from . import cli
-from .cli import choice_list, float_list
-from .attacks import BIM, CWLinf, FGSM, MIFGSM, PGD, run_attack
-from .model import Network
+from eval import cli, report, sanity
+from eval.attacks import BIM, CWLinf, FGSM, MIFGSM, PGD, run_attack
+from eval.cli import choice_list, float_list
+from eval.model import Network
 
 DEFAULT_ATTACKS = ('fgsm', 'bim', 'pgd', 'mifgsm', 'cw')
 DEFAULT_EPS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)

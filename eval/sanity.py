@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from .attacks import Objective, l2_normalise
-from .report import METRICS, percent
+from eval.attacks import Objective, l2_normalise
+from eval.report import METRICS, percent
 
 Check = collections.namedtuple('Check', 'name passed detail')
 
