@@ -5,7 +5,9 @@ the same graph with batch-norm in global-stats mode and dropout off (see ``symbo
 Every returned symbol ends in an identity op named ``embedding``; parameter names follow the
 original code (MNIST nets) and InsightFace (fresnet) so their checkpoints load.
 """
-from .common import EMBEDDING_NAME, find_embedding  # noqa: F401
+from .common import EMBEDDING_NAME, find_embedding
+
+__all__ = ["EMBEDDING_NAME", "MNIST_NETWORKS", "find_embedding", "get_embedding"]
 
 MNIST_NETWORKS = ('o10', 'o18', 'o34', 'o50', 's5', 's8', 'l', 'l5')
 

@@ -30,3 +30,26 @@ def digits_idx_dir(tmp_path_factory):
     write_idx(out / 't10k-images-idx3-ubyte.gz', to_u8(data.test_x))
     write_idx(out / 't10k-labels-idx1-ubyte.gz', data.test_y)
     return out
+
+
+def train_lenet_digits(epochs, seed):
+    """A LeNet classifier trained on scikit-learn's digits (28x28): (symbol, arg, aux, data).
+
+    The symbol is the checkpoint format of ad_mnist.py (inference_symbol: fc7 logits)."""
+    import mxnet as mx
+    from data.mnist import load_digits_28
+    from symbols import get_embedding
+    from symbols.heads import inference_symbol
+    data = load_digits_28()
+    emb, size = get_embedding('l')
+    sym = inference_symbol(emb, 10, size, 0)
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    train = mx.io.NDArrayIter(data.train_x, data.train_y.astype(np.float32), batch_size=50,
+                              shuffle=True, label_name='softmax_label')
+    mod = mx.mod.Module(mx.sym.SoftmaxOutput(sym, name='softmax'), data_names=['data'],
+                        label_names=['softmax_label'])
+    mod.fit(train, num_epoch=epochs, optimizer='sgd', initializer=mx.init.Xavier(),
+            optimizer_params={'learning_rate': 0.1, 'momentum': 0.9})
+    arg, aux = mod.get_params()
+    return sym, arg, aux, data

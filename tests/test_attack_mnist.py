@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import mxnet as mx
 import pytest
 
 from data.mnist import load_digits_28
@@ -13,25 +12,14 @@ from eval import attack_mnist, report
 from eval.attacks import FGSM
 from eval.model import Network
 from src.checkpoint import save_checkpoint
-from symbols import get_embedding
-from symbols.heads import inference_symbol
+from tests.conftest import train_lenet_digits
 
 N = 120
 EPS = [0.1, 0.3]
 
 
-def train_checkpoint(prefix, seed, data):
-    emb, size = get_embedding('l')
-    sym = inference_symbol(emb, 10, size, 0)
-    mx.random.seed(seed)
-    np.random.seed(seed)
-    train = mx.io.NDArrayIter(data.train_x, data.train_y.astype(np.float32), batch_size=50,
-                              shuffle=True, label_name='softmax_label')
-    mod = mx.mod.Module(mx.sym.SoftmaxOutput(sym, name='softmax'), data_names=['data'],
-                        label_names=['softmax_label'])
-    mod.fit(train, num_epoch=3, optimizer='sgd', initializer=mx.init.Xavier(),
-            optimizer_params={'learning_rate': 0.1, 'momentum': 0.9})
-    arg, aux = mod.get_params()
+def train_checkpoint(prefix, seed):
+    sym, arg, aux, _ = train_lenet_digits(epochs=3, seed=seed)
     save_checkpoint(str(prefix), 2, sym, arg, aux)
     return '%s,2' % prefix
 
@@ -41,8 +29,8 @@ def run(tmp_path_factory):
     """Trains two checkpoints and runs the CLI once in transfer mode."""
     root = tmp_path_factory.mktemp('attack_mnist')
     data = load_digits_28()
-    model = train_checkpoint(root / 'vanilla', 0, data)
-    source = train_checkpoint(root / 'other', 1, data)
+    model = train_checkpoint(root / 'vanilla', 0)
+    source = train_checkpoint(root / 'other', 1)
     out = root / 'out'
     status = attack_mnist.main([
         '--model', model, '--source-model', source, '--dataset', 'digits',

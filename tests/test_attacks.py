@@ -4,31 +4,19 @@ import numpy as np
 import mxnet as mx
 import pytest
 
-from data.mnist import load_digits_28
 from eval import attacks as A
 from eval import sanity
 from eval.model import Network
-from symbols import get_embedding
 from symbols.common import name_embedding
 from symbols.heads import inference_symbol
+from tests.conftest import train_lenet_digits
 
 N_TEST = 150
 
 
 @pytest.fixture(scope='module')
 def trained():
-    data = load_digits_28()
-    emb, size = get_embedding('l')
-    sym = inference_symbol(emb, 10, size, 0)
-    mx.random.seed(0)
-    np.random.seed(0)
-    train = mx.io.NDArrayIter(data.train_x, data.train_y.astype(np.float32), batch_size=50,
-                              shuffle=True, label_name='softmax_label')
-    mod = mx.mod.Module(mx.sym.SoftmaxOutput(sym, name='softmax'), data_names=['data'],
-                        label_names=['softmax_label'])
-    mod.fit(train, num_epoch=4, optimizer='sgd', initializer=mx.init.Xavier(),
-            optimizer_params={'learning_rate': 0.1, 'momentum': 0.9})
-    arg, aux = mod.get_params()
+    sym, arg, aux, data = train_lenet_digits(epochs=4, seed=0)
     return {'sym': sym, 'arg': arg, 'aux': aux,
             'logits': Network(sym, arg, aux, output='logits'),
             'embedding': Network(sym, arg, aux, output='embedding'),

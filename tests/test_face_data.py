@@ -322,7 +322,7 @@ def test_synthetic_set_loads_with_balanced_learnable_pairs(tmp_path):
         gaps = ((pairs[:, 0] - pairs[:, 1]) ** 2).mean(axis=1)
         same = np.array(issame)
         assert gaps[same].max() < gaps[~same].min()
-    again = make_synthetic(str(tmp_path / 't'), num_ids=5, per_id=4, image_size=(16, 20),
+    make_synthetic(str(tmp_path / 't'), num_ids=5, per_id=4, image_size=(16, 20),
                            num_pairs=24, seed=3, bin_names=('lfw', 'cfp_fp'), heldout_per_id=3)
     other = make_synthetic(str(tmp_path / 'u'), num_ids=5, per_id=4, image_size=(16, 20),
                            num_pairs=24, seed=4, heldout_ids=3)
