@@ -70,6 +70,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+VANILLA = ['--adv-round', '0', '--weightadv', '0']
+
+
+def stage_argv(preset, stage, extra):
+    """ad_mnist.py flags of one stage; the model's own flags come last, so vanilla's
+    --adv-round 0 wins over a stage's rounds."""
+    return preset['train'] + stage + extra
+
+
 def train(name, preset, args, extra):
     """Trains one model through its stages; returns (checkpoint spec, seconds)."""
     started = time.time()
@@ -77,7 +86,7 @@ def train(name, preset, args, extra):
     previous = None
     for i, stage in enumerate(preset['stages']):
         stage_prefix = prefix if i == len(preset['stages']) - 1 else '%s-stage%d' % (prefix, i + 1)
-        argv = preset['train'] + extra + stage + [
+        argv = stage_argv(preset, stage, extra) + [
             '--seed', str(args.seed), '--prefix', stage_prefix, '--disp-batches', '50',
             '--verbose', '1000000', '--ckpt', '1']
         argv += ['--data-dir', args.data_dir] if args.data_dir else []
@@ -102,7 +111,7 @@ def main(argv=None):
     if 'digits' in data.name:
         logging.warning('!! Fashion-MNIST / MNIST not found: running on scikit-learn digits '
                         '(1797 8x8 images). Install dataset-fashion-mnist for the real demo. !!')
-    vanilla, t_vanilla = train('vanilla', preset, args, ['--adv-round', '0', '--weightadv', '0'])
+    vanilla, t_vanilla = train('vanilla', preset, args, VANILLA)
     mter, t_mter = train('mter', preset, args, preset['mter'])
 
     ev = preset['eval']

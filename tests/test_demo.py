@@ -46,3 +46,17 @@ def test_both_models_and_every_attack(run):
     for spec in info['models'].values():
         prefix = spec.rsplit(',', 1)[0]
         assert (out / 'models').exists() and prefix.startswith(str(out))
+
+
+@pytest.mark.parametrize('preset', sorted(demo.PRESETS))
+def test_presets_differ_only_by_the_attack(preset):
+    import ad_mnist
+    for stage in demo.PRESETS[preset]['stages']:
+        vanilla = ad_mnist.parse_args(demo.stage_argv(demo.PRESETS[preset], stage, demo.VANILLA))
+        mter = ad_mnist.parse_args(demo.stage_argv(demo.PRESETS[preset], stage,
+                                                   demo.PRESETS[preset]['mter']))
+        assert vanilla.adv_round == 0 and vanilla.weightadv == 0
+        assert mter.adv_round > 0 and mter.weightadv > 0
+        same = {k for k in vars(vanilla) if k not in ('adv_round', 'weightadv', 'adv_step',
+                                                      'adv_sigma', 'adv_thd', 'adv_alpha')}
+        assert {k: getattr(vanilla, k) for k in same} == {k: getattr(mter, k) for k in same}
