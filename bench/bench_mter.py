@@ -20,6 +20,7 @@ import numpy as np
 import ad_face
 import ad_mnist
 from src.fit import Trainer, network_kwargs
+from src.metrics import TrainMetrics
 from symbols import get_embedding
 
 
@@ -66,7 +67,6 @@ def main():
     batch = lambda: ((top * rng.rand(s, *image_shape)).astype(np.float32),  # noqa: E731
                      rng.randint(0, 5, s), (top * rng.rand(s, *image_shape)).astype(np.float32),
                      rng.randint(5, 10, s))
-    from src.metrics import TrainMetrics
     metrics = TrainMetrics()
     trainer.step(*batch(), metrics)  # warm-up (binding, memory)
     t_adv = t_main = rounds = 0

@@ -99,15 +99,10 @@ class Adversary:
         self.embed_targets(targets)
         self._load(sources)
         lo_px, hi_px = self.pixel_range
-        bounds = []
-        for ex in self.execs:
-            x0 = ex.arg_dict['data']
-            if self.sigma > 0:
-                bounds.append((mx.nd.maximum(x0 - self.sigma, lo_px),
-                               mx.nd.minimum(x0 + self.sigma, hi_px)))
-            else:
-                bounds.append((mx.nd.full(x0.shape, lo_px, x0.context),
-                               mx.nd.full(x0.shape, hi_px, x0.context)))
+        # per-pixel bounds only when there is a ball; otherwise a scalar clip to the pixel range
+        bounds = [(mx.nd.maximum(ex.arg_dict['data'] - self.sigma, lo_px),
+                   mx.nd.minimum(ex.arg_dict['data'] + self.sigma, hi_px))
+                  if self.sigma > 0 else None for ex in self.execs]
         taken, first_mean, last_max = 0, None, None
         for r in range(self.rounds):
             for ex in self.execs:
@@ -121,10 +116,13 @@ class Adversary:
                     break
             for ex in self.execs:
                 ex.backward()
-            for ex, (lo, hi) in zip(self.execs, bounds):
+            for ex, bound in zip(self.execs, bounds):
                 x = ex.arg_dict['data']
                 stepped = x - self.step * mx.nd.sign(ex.grad_dict['data'])
-                mx.nd.minimum(mx.nd.maximum(stepped, lo), hi).copyto(x)
+                if bound is None:
+                    mx.nd.clip(stepped, lo_px, hi_px).copyto(x)
+                else:
+                    mx.nd.minimum(mx.nd.maximum(stepped, bound[0]), bound[1]).copyto(x)
             taken += 1
         adv = mx.nd.concat(*[ex.arg_dict['data'].as_in_context(mx.cpu()) for ex in self.execs],
                            dim=0)

@@ -5,7 +5,6 @@ sources toward the targets; (3) one main step on [src | tar | adv] per main cont
 ``--verbose`` batches the caller's evaluator scores the current weights (test accuracy for
 MNIST, verification for faces) and checkpoints are written (atomically)."""
 import logging
-import os
 import random
 import time
 import warnings
@@ -232,4 +231,3 @@ def _describe_attack(stats):
 
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
-    os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')

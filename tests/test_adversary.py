@@ -59,6 +59,7 @@ def test_one_step_lowers_distance_to_targets(pair):
     np.testing.assert_allclose(before.mean(), stats.first_mean_dist, rtol=1e-4)
     assert after.mean() < before.mean()
     assert np.abs(x - src).max() == pytest.approx(0.02, abs=1e-6)
+    assert x.min() >= 0.0 and x.max() <= 1.0  # no ball: the pixel range still holds
 
 
 @pytest.mark.parametrize('contexts', [[mx.cpu(0)], [mx.cpu(1), mx.cpu(2)]])
