@@ -17,6 +17,7 @@ from eval.verification import load_targets, verify_targets
 from src import args as flags
 from src.face_sampler import IdentityStreamSampler
 from src.fit import Trainer, seed_everything, setup_logging
+from src.mter import Mter
 
 
 def parse_args(argv=None):
@@ -30,9 +31,12 @@ def parse_args(argv=None):
                    help='verification .bin names checked every --verbose batches ("" for none)')
     g.add_argument('--ver-dir', default='',
                    help='folder of the --target .bin files (default: --data-dir)')
-    g.add_argument('--ver-batch-size', type=int, default=60, help='verification batch size')
-    g.add_argument('--rand-mirror', type=int, default=1, help='random horizontal mirror (0/1)')
-    g.add_argument('--cutoff', type=int, default=0, help='cutout square side (0: off)')
+    g.add_argument('--ver-batch-size', type=flags.POSITIVE_INT, default=60,
+                   help='verification batch size')
+    g.add_argument('--rand-mirror', type=int, choices=(0, 1), default=1,
+                   help='random horizontal mirror (0/1)')
+    g.add_argument('--cutoff', type=flags.NON_NEGATIVE_INT, default=0,
+                   help='cutout square side (0: off)')
     g = flags.add_network_args(parser, network='r50')
     g.set_defaults(margin_m=0.5, margin_s=64.0)
     g.add_argument('--version-se', type=int, default=0, help='squeeze-excitation units (0/1)')
@@ -41,10 +45,16 @@ def parse_args(argv=None):
     g.add_argument('--version-unit', type=int, default=3, help='fresnet residual unit')
     g.add_argument('--version-act', default='prelu', help='fresnet activation')
     flags.add_mter_args(parser, adv_round=10, adv_sigma=1, adv_thd=0.1, weightadv=1,
-                        main_per_batch_size=90, adv_per_batch_size=60, faces=True)
-    flags.add_train_args(parser)
+                        main_per_batch_size=90, adv_per_batch_size=60, faces=True,
+                        ce_weight=1 / 3.0, ce_weight_help=CE_WEIGHT_HELP)
+    flags.add_train_args(parser, lr_base=(100000, 140000, 160000))
     parser.set_defaults(lr=0.001, verbose=200)
     return parser.parse_args(argv)
+
+
+CE_WEIGHT_HELP = ("Default 1/3: the original divided the summed cross-entropy of the 2B/3 clean "
+                  "images by B/2 (B = main batch) and rescaled by 1/ctx-num, i.e. 4/(3 ctx-num) "
+                  "of the mean: 1/3 at the paper's 4 main contexts.")
 
 
 class Verification:
@@ -76,16 +86,22 @@ def main(argv=None):
     logging.info('data: %s: %d identities, %d images, %dx%d', args.data_dir,
                  recordset.num_classes, recordset.num_images, height, width)
     names = [t for t in args.target.split(',') if t]
-    targets = load_targets(args.ver_dir or args.data_dir, names, (height, width)) if names \
-        else {}
-    trainer = Trainer(args, image_shape=(3, height, width), num_classes=recordset.num_classes,
-                      pixel_range=(0.0, 255.0), adv_step=args.adv_sigma, adv_sigma=args.adv_eps,
-                      evaluate=Verification(targets, args.ver_batch_size),
+    # checked before anything is built: the .bin images must have the training size
+    targets = load_targets(args.ver_dir or args.data_dir, names, (height, width),
+                           expected_from='the training set (%s) is' % recordset.property_path) \
+        if names else {}
+    trainer = Trainer(args, Mter(args, step=args.adv_sigma, sigma=args.adv_eps),
+                      image_shape=(3, height, width), num_classes=recordset.num_classes,
+                      pixel_range=(0.0, 255.0), evaluate=Verification(targets, args.ver_batch_size),
                       drop_pretrained=('fc7',), normalized_softmax=True)
+    # identities, not images, are dealt to the workers of a dist job, so that sources and
+    # targets stay disjoint within each worker
     sampler = IdentityStreamSampler(recordset, trainer.plan.sources,
                                     np.random.RandomState(args.seed), bool(args.rand_mirror),
-                                    args.cutoff)
-    trainer.fit(sampler)
+                                    args.cutoff,
+                                    identities=recordset.identities[trainer.worker_shard()])
+    trainer.fit(sampler, trainer.epoch_batches(recordset.num_images, 2 * trainer.plan.sources))
+    return trainer
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from data.mnist import DATASETS, load_mnist
 from src import args as flags
 from src.evaluate import TestAccuracy
 from src.fit import Trainer, seed_everything, setup_logging
+from src.mter import Mter
 from src.mnist_sampler import ClassSplitSampler
 
 
@@ -28,14 +29,21 @@ def parse_args(argv=None):
                         '~/.mxnet/datasets/mnist, else Debian Fashion-MNIST, else sklearn digits')
     g.add_argument('--dataset', default='auto', choices=DATASETS,
                    help='which data to use; auto picks as described for --data-dir')
-    g.add_argument('--num-train', type=int, default=0,
+    g.add_argument('--num-train', type=flags.NON_NEGATIVE_INT, default=0,
                    help='use only the first N training images (0: all)')
-    g.add_argument('--num-test', type=int, default=0,
+    g.add_argument('--num-test', type=flags.NON_NEGATIVE_INT, default=0,
                    help='evaluate on the first N test images (0: all)')
+    g.add_argument('--num-classes', type=flags.number(int, 2), default=10,
+                   help='classes of the data: every label must be in 0..N-1')
     flags.add_network_args(parser, network='o18')
-    flags.add_mter_args(parser)
+    flags.add_mter_args(parser, ce_weight=4 / 9.0, ce_weight_help=CE_WEIGHT_HELP)
     flags.add_train_args(parser)
     return parser.parse_args(argv)
+
+
+CE_WEIGHT_HELP = ("Default 4/9: the original divided the summed cross-entropy of the 2B/3 clean "
+                  "images by 3B/2 (B = main batch) and rescaled by 1/ctx-num, i.e. 4/9 of the "
+                  "mean at the paper's single main context.")
 
 
 def main(argv=None):
@@ -43,20 +51,21 @@ def main(argv=None):
     args = parse_args(argv)
     logging.info('arguments: %s', vars(args))
     seed_everything(args.seed)
-    data = load_mnist(args.data_dir or None, args.dataset)
+    data = load_mnist(args.data_dir or None, args.dataset, args.num_classes)
     train_x, train_y = data.train_x, data.train_y
     test_x, test_y = data.test_x, data.test_y
     if args.num_train:
         train_x, train_y = train_x[:args.num_train], train_y[:args.num_train]
     if args.num_test:
         test_x, test_y = test_x[:args.num_test], test_y[:args.num_test]
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    trainer = Trainer(args, image_shape=(1, 28, 28), num_classes=num_classes,
-                      pixel_range=(0.0, 1.0), adv_step=args.adv_step, adv_sigma=args.adv_sigma,
-                      evaluate=TestAccuracy(test_x, test_y))
-    sampler = ClassSplitSampler(train_x, train_y, trainer.plan.sources,
+    trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma),
+                      image_shape=(1, 28, 28), num_classes=args.num_classes,
+                      pixel_range=(0.0, 1.0), evaluate=TestAccuracy(test_x, test_y))
+    shard = trainer.worker_shard()  # everything, unless this is one worker of a dist job
+    sampler = ClassSplitSampler(train_x[shard], train_y[shard], trainer.plan.sources,
                                 np.random.RandomState(args.seed))
-    trainer.fit(sampler)
+    trainer.fit(sampler, trainer.epoch_batches(len(train_x), 2 * trainer.plan.sources))
+    return trainer
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ import ad_face
 import ad_mnist
 from src.fit import Trainer, network_kwargs
 from src.metrics import TrainMetrics
+from src.mter import Mter
 from symbols import get_embedding
 
 
@@ -54,13 +55,13 @@ def main():
     if own.face:
         args = ad_face.parse_args(rest + fixed)
         image_shape = (3, own.image_size, own.image_size)
-        trainer = Trainer(args, image_shape, 1000, (0.0, 255.0), args.adv_sigma, args.adv_eps,
-                          evaluate=None, normalized_softmax=True)
+        trainer = Trainer(args, Mter(args, step=args.adv_sigma, sigma=args.adv_eps), image_shape,
+                          1000, (0.0, 255.0), evaluate=None, normalized_softmax=True)
     else:
         args = ad_mnist.parse_args(rest + fixed)
         image_shape = (1, 28, 28)
-        trainer = Trainer(args, image_shape, 10, (0.0, 1.0), args.adv_step, args.adv_sigma,
-                          evaluate=None)
+        trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma), image_shape,
+                          10, (0.0, 1.0), evaluate=None)
     s = trainer.plan.sources
     rng = np.random.RandomState(0)
     top = 255.0 if own.face else 1.0
@@ -68,11 +69,11 @@ def main():
                      rng.randint(0, 5, s), (top * rng.rand(s, *image_shape)).astype(np.float32),
                      rng.randint(5, 10, s))
     metrics = TrainMetrics()
-    trainer.step(*batch(), metrics)  # warm-up (binding, memory)
+    trainer.step(batch(), metrics)  # warm-up (binding, memory)
     t_adv = t_main = rounds = 0
     t0 = time.time()
     for _ in range(own.batches):
-        stats, _, _, ta, tm = trainer.step(*batch(), metrics)
+        stats, _, ta, tm = trainer.step(batch(), metrics)
         t_adv, t_main, rounds = t_adv + ta, t_main + tm, rounds + stats.rounds
     wall = time.time() - t0
     raw_s = raw_fwd_bwd(args, trainer.adv_ctx[0], s // len(trainer.adv_ctx), image_shape,

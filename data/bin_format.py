@@ -5,6 +5,11 @@ A ``.bin`` file is a pickle of the 2-tuple ``(bins, issame_list)``: ``bins[2*i]`
 ``issame_list[i]`` says whether they show the same identity.  Files written by the original
 Python 2 tools hold the images as Python 2 ``str``; Python 3 can only read those with
 ``encoding='bytes'``.  Some files hold the images as numpy ``uint8`` arrays of the encoded bytes.
+
+``.bin`` files come from model zoos and shared drives, so they are read with the restricted
+unpickler of ``data.safe_pickle``: only lists, tuples, bools, bytes/str and numpy uint8 (or
+bool) arrays are admitted; a file asking for anything else (a ``__reduce__`` payload) is
+refused with an error naming the file and the global, before any of it runs.
 """
 import pickle
 
@@ -12,7 +17,9 @@ import numpy as np
 
 from src.atomic import atomic_write
 
-__all__ = ['save_bin', 'load_bin', 'decode_images']
+from .safe_pickle import UnsafePickleError, restricted_loads
+
+__all__ = ['save_bin', 'load_bin', 'decode_images', 'stored_image_size', 'ImageSizeError']
 
 
 def save_bin(path, bins, issame_list):
@@ -35,7 +42,9 @@ def load_bin(path):
     """Read a verification ``.bin`` -> ``(bins: list of bytes, issame: list of bool)``.
 
     Accepts Python 3 pickles and Python 2 ones; images may be bytes or numpy uint8 arrays.
-    Raises ValueError naming ``path`` for anything that is not such a file.
+    Raises ValueError naming ``path`` for anything that is not such a file, and
+    ``data.safe_pickle.UnsafePickleError`` (a ValueError) for a pickle that asks for anything
+    outside the allow-list (nothing of it is run).
     """
     with open(path, 'rb') as f:
         raw = f.read()
@@ -45,7 +54,9 @@ def load_bin(path):
     # yields text, so fall back to encoding='bytes', which keeps every str as bytes.
     for encoding in ('ASCII', 'bytes'):
         try:
-            content = pickle.loads(raw, encoding=encoding)
+            content = restricted_loads(raw, path, encoding=encoding)
+        except UnsafePickleError:
+            raise
         except Exception as exc:  # pickle raises many kinds of errors on bad input
             errors.append('%s: %s' % (type(exc).__name__, exc))
             continue
@@ -67,13 +78,14 @@ def load_bin(path):
     return bins, issame
 
 
-def decode_images(bins, image_size=None):
+def decode_images(bins, image_size=None, resize=False):
     """Decode encoded images -> uint8 array (N, H, W, 3), RGB.
 
     Decoding is MXNet's ``mx.image.imdecode``, as InsightFace's loader (so JPEG pixels match
-    the published numbers).  ``image_size`` = (H, W): images of another size are resized
-    (bilinear).  Without it every image must have the size of the first one.  An undecodable
-    entry raises ValueError naming its index.
+    the published numbers).  ``image_size`` = (H, W): every image must have that size (a
+    ValueError names the first that does not), or, with ``resize``, images of another size are
+    resized (bilinear).  Without ``image_size`` every image must have the size of the first
+    one.  An undecodable entry raises ValueError naming its index.
     """
     import cv2
     import mxnet as mx
@@ -91,15 +103,30 @@ def decode_images(bins, image_size=None):
             size = tuple(image_size) if image_size is not None else img.shape[:2]
             out = np.empty((len(bins), size[0], size[1], 3), dtype=np.uint8)
         if img.shape[:2] != out.shape[1:3]:
-            if image_size is None:
-                raise ValueError('image %d: size %s differs from the first image %s; pass '
-                                 'image_size' % (i, img.shape[:2], out.shape[1:3]))
+            if not resize:
+                raise ImageSizeError('image %d is %dx%d, expected %dx%d%s' % (
+                    i, img.shape[0], img.shape[1], out.shape[1], out.shape[2],
+                    '' if image_size is not None else ' (the size of image 0)'),
+                    img.shape[:2], out.shape[1:3])
             img = cv2.resize(img, (out.shape[2], out.shape[1]), interpolation=cv2.INTER_LINEAR)
         out[i] = img
     if out is None:
         h, w = image_size if image_size is not None else (0, 0)
         out = np.empty((0, h, w, 3), dtype=np.uint8)
     return out
+
+
+class ImageSizeError(ValueError):
+    """An image of another size than expected; ``found`` and ``expected`` are (H, W)."""
+
+    def __init__(self, message, found, expected):
+        super().__init__(message)
+        self.found, self.expected = tuple(found), tuple(expected)
+
+
+def stored_image_size(bins):
+    """(H, W) of the first encoded image (None for an empty list)."""
+    return tuple(decode_images(bins[:1]).shape[1:3]) if len(bins) else None
 
 
 def _looks_valid(content):

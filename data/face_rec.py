@@ -65,7 +65,10 @@ class FaceRecordSet(object):
     ``path``: the data folder, or the path of its ``.rec`` (then ``.idx`` and ``property`` are
     looked up beside it).  ``check_all_records``: check the RecordIO header of every record at
     open (reads a little of every record; by default only a sample of them and the header and
-    identity records are checked, the rest when they are read).  ``num_threads``: decode threads
+    identity records are checked, the rest when they are read).  Always checked at open: every
+    image's class id is in 0..num_classes-1, and a few images spread over the set decode to
+    ``property``'s size (an image of another size is an error when read, never resized);
+    ``check_images`` decodes them all.  ``num_threads``: decode threads
     for ``read_batch`` (default: the number of CPUs, at most 8).
 
     Attributes: ``num_classes``, ``image_size`` (H, W), ``identities`` (list, index = identity,
@@ -103,6 +106,9 @@ class FaceRecordSet(object):
             self.identities = self._identities_from_labels()
         self.image_ids = (np.concatenate(self.identities) if self.identities
                           else np.zeros(0, np.int64))
+        if self.has_header:  # flat sets were grouped from their (checked) labels already
+            self._check_labels(self.image_ids, self._scan_labels(self.image_ids))
+        self._check_image_size()
 
     # --- public API -------------------------------------------------------------------------
     @property
@@ -247,7 +253,9 @@ class FaceRecordSet(object):
                                 'JPEG nor PNG decoding accepts)'
                                 % (self.rec_path, record_id, len(payload)))
         if img.shape[:2] != out.shape[:2]:
-            img = cv2.resize(img, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+            raise self._size_error(record_id, img.shape)
+        if not 0 <= label < self.num_classes:
+            self._check_labels(np.array([record_id]), np.array([label]))
         cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out)
         return label
 
@@ -294,15 +302,72 @@ class FaceRecordSet(object):
 
     def _identities_from_labels(self):
         ids = np.flatnonzero(self._offsets >= 0)
-        by_class = {}
-        for record_id in ids:
-            cls = self.label(int(record_id))
-            if not 0 <= cls < self.num_classes:
-                raise FaceDataError('%s: record %d has class id %d, outside 0..%d given by %s'
-                                    % (self.rec_path, record_id, cls, self.num_classes - 1,
-                                       self.property_path))
-            by_class.setdefault(cls, []).append(int(record_id))
-        return [np.array(by_class.get(c, []), dtype=np.int64) for c in range(self.num_classes)]
+        labels = self._scan_labels(ids)
+        self._check_labels(ids, labels)
+        order = np.argsort(labels, kind='stable')
+        bounds = np.searchsorted(labels[order], np.arange(self.num_classes + 1))
+        return [ids[order[bounds[c]:bounds[c + 1]]].astype(np.int64)
+                for c in range(self.num_classes)]
+
+    def _check_labels(self, record_ids, labels):
+        """Every image's class id must be in 0..num_classes-1 (``property``)."""
+        bad = np.flatnonzero((labels < 0) | (labels >= self.num_classes))
+        if bad.size:
+            raise FaceDataError('%s: record %d has class id %d, outside 0..%d given by %s '
+                                '(%d of %d images are outside)'
+                                % (self.rec_path, record_ids[bad[0]], labels[bad[0]],
+                                   self.num_classes - 1, self.property_path, bad.size,
+                                   labels.size))
+
+    def _scan_labels(self, record_ids):
+        """Class ids of many records at once, from their headers (one small read each)."""
+        record_ids = np.asarray(record_ids, dtype=np.int64)
+        want = 8 + _IR_HEADER_SIZE + 4  # RecordIO header, IRHeader, first extra label value
+        heads = [os.pread(self._fd, want, int(self._offsets[i])) for i in record_ids]
+        labels = np.empty(len(record_ids), np.int64)
+        whole = np.array([len(h) == want for h in heads], dtype=bool)
+        if whole.any():
+            table = np.frombuffer(b''.join(h for h, ok in zip(heads, whole) if ok),
+                                  dtype=np.dtype([('magic', '<u4'), ('lrec', '<u4'),
+                                                  ('flag', '<u4'), ('label', '<f4'),
+                                                  ('id', '<u8'), ('id2', '<u8'),
+                                                  ('extra', '<f4')]))
+            usable = (table['magic'] == _MAGIC) & \
+                ((table['lrec'] & _LENGTH_MASK) >= _IR_HEADER_SIZE + 4)
+            value = np.where(table['flag'] > 0, table['extra'], table['label'])
+            rows = np.flatnonzero(whole)
+            labels[rows[usable]] = value[usable].astype(np.int64)
+            whole[rows[~usable]] = False
+        for k in np.flatnonzero(~whole):  # short or split records: the careful path
+            labels[k] = self.label(int(record_ids[k]))
+        return labels
+
+    def _size_error(self, record_id, shape):
+        return FaceDataError('%s: record %d is a %dx%d image but %s says %dx%d (num_classes,H,W); '
+                             'fix the property file or rebuild the set at that size '
+                             '(data/build_rec.py --image-size)'
+                             % (self.rec_path, record_id, shape[0], shape[1], self.property_path,
+                                self.image_size[0], self.image_size[1]))
+
+    def _check_image_size(self, samples=8):
+        """Decodes a few images spread over the set: their size must be ``property``'s."""
+        if not self.image_ids.size:
+            return
+        picks = self.image_ids[np.linspace(0, self.image_ids.size - 1,
+                                           min(samples, self.image_ids.size)).astype(np.int64)]
+        for record_id in picks:
+            self.read_image(record_id)
+
+    def check_images(self, chunk=256, progress=False):
+        """Decodes every image (in the thread pool), checking its label and size; raises
+        FaceDataError naming the first bad record. Returns the number of images decoded."""
+        from tqdm import tqdm
+        with tqdm(total=self.num_images, unit='img', desc='decoding', disable=not progress) as bar:
+            for start in range(0, self.num_images, chunk):
+                ids = self.image_ids[start:start + chunk]
+                self.read_batch(ids)
+                bar.update(len(ids))
+        return self.num_images
 
     def _require_ids(self, id_range, what, where):
         if len(id_range) == 0:
@@ -477,7 +542,8 @@ def main(argv=None):
                     'and optionally measure the image decode rate.')
     parser.add_argument('data', help='data folder, or path of its train.rec')
     parser.add_argument('--check-all', action='store_true',
-                        help='check the RecordIO header of every record, not only a sample')
+                        help='check the RecordIO header of every record, not only a sample, and '
+                             'decode every image (size and label checked)')
     parser.add_argument('--bench', type=int, default=0, metavar='N',
                         help='decode N images (random ids, repeated if needed) single-threaded '
                              'and with the thread pool, and print images/s')
@@ -490,6 +556,12 @@ def main(argv=None):
         if sizes.size:
             print('images per identity: min %d, median %d, max %d'
                   % (sizes.min(), np.median(sizes), sizes.max()))
+        if args.check_all:
+            start = time.perf_counter()
+            count = data.check_images(progress=True)
+            print('decoded all %d images in %.1f s: every one is a %dx%d image with a class id '
+                  'in 0..%d' % ((count, time.perf_counter() - start) + data.image_size
+                                + (data.num_classes - 1,)))
         if args.bench > 0 and data.num_images:
             ids = np.random.default_rng(0).choice(data.image_ids, args.bench)
             data.read_batch(ids[:min(64, ids.size)])  # warm the page cache and the pool

@@ -1,19 +1,20 @@
 """Small pieces shared by the eval/ command-line tools."""
 import argparse
 import json
+import math
 import os
 
 from src.checkpoint import parse_model_spec
 
 
 def float_list(text):
-    """argparse type: comma-separated non-negative numbers."""
+    """argparse type: comma-separated finite non-negative numbers."""
     try:
         values = [float(v) for v in text.split(',') if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError('expected non-negative numbers, got %r' % text)
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError('expected finite non-negative numbers, got %r' % text)
     return values
 
 

@@ -1,54 +1,120 @@
-"""The vulnerability-exploitation round (MTER's attack), on its own set of contexts.
+"""The training-time attack engine, on its own set of contexts, with pluggable objectives.
 
-Per batch: the main group's current weights are copied into the adversary executors
-(device to device), the targets' normalised embeddings are computed once, then up to R signed
-gradient steps move the sources toward their targets in feature space:
+Per batch the main group's current weights are copied into the adversary executors (device to
+device); then up to R signed gradient steps move the images along the objective's gradient,
 
-    d(x', t) = 1 - <f^(x'), f^(t)>,   x' <- clip(x' - step * sign(grad_x' d), lo, hi)
+    x' <- clip(x' + direction * step * sign(grad_x' loss(x')), lo, hi)
 
 where [lo, hi] is the pixel range intersected, when ``sigma > 0``, with the L-inf ball of
-radius sigma around the clean source. The first step is always taken; each further step only
-while max_i d_i > thd. The network is the training network built in adversary mode (batch-norm
-on moving statistics, no dropout), so each sample's gradient is independent of the others.
+radius sigma around the clean image. The first step is always taken; each further step only
+while the objective does not say it is done. The network is the training network built in
+adversary mode (batch-norm on moving statistics, no dropout), so each sample's gradient is
+independent of the others, and it is run with ``is_train=True`` because MXNet 1.9.1 + MKL-DNN
+computes wrong input gradients through max-pooling in inference mode.
 
-Differences from the original, on purpose: the sigma ball is around the clean source (the
-original projected around an alias of the current iterate, so only the pixel clip acted); the
-executors are bound once (the original rebuilt its module at every reset); targets are embedded
-once per batch, not in every round; no forward is run after the last step; weights never go
-through host memory when both groups are on devices.
+Objectives (the loss is per sample; its symbol sits on top of the embedding):
+- ``FeatureDistance`` (MTER's vulnerability exploitation): cosine distance to the targets'
+  normalised embeddings, minimised, stopping once the largest is <= thd;
+- ``CrossEntropy`` (PGD, as Madry et al. and TLA train): the classifier's cross-entropy on the
+  true labels (optionally label-smoothed), maximised from a random start, all rounds run.
+
+Differences from the original MTER code, on purpose: the sigma ball is around the clean source
+(the original projected around an alias of the current iterate, so only the pixel clip acted);
+the executors are bound once (the original rebuilt its module at every reset); targets are
+embedded once per batch, not in every round; no forward is run after the last step; weights
+never go through host memory when both groups are on devices.
 """
 import collections
 
 import mxnet as mx
+import numpy as np
 
-AttackStats = collections.namedtuple('AttackStats', 'rounds first_mean_dist last_max_dist')
+AttackStats = collections.namedtuple('AttackStats', 'rounds first_mean last_max')
 
 
-def distance_symbol(emb):
-    """Group(normalised embedding [blocked], per-sample cosine distance to ``target_emb`` [loss])."""
-    nemb = mx.sym.L2Normalization(emb, mode='instance')
-    target = mx.sym.Variable('target_emb')
-    dist = 1.0 - mx.sym.sum(nemb * target, axis=1)
-    return mx.sym.Group([mx.sym.BlockGrad(nemb), mx.sym.MakeLoss(dist)])
+class FeatureDistance:
+    """MTER: d(x', t) = 1 - <f^(x'), f^(t)>, minimised toward the targets' normalised
+    embeddings (input ``target_emb``); done once max_i d_i <= ``thd``."""
+    direction = -1.0
+    name = 'cos-dist'
+    stops_early = True
+
+    def __init__(self, thd):
+        self.thd = thd
+
+    def input_shapes(self, per_ctx, emb_size):
+        return {'target_emb': (per_ctx, emb_size)}
+
+    def loss(self, emb, nemb):
+        return 1.0 - mx.sym.sum(nemb * mx.sym.Variable('target_emb'), axis=1)
+
+    def done(self, max_loss):
+        return max_loss <= self.thd
+
+
+class CrossEntropy:
+    """PGD: the classifier's cross-entropy on the labels (input ``attack_label``), maximised.
+
+    ``logits``: function embedding symbol -> logits symbol (the inference head, so its
+    parameters are the main network's fc7). ``label_smoothing`` eps: the target distribution
+    is (1 - eps) on the label + eps / classes everywhere (as TensorFlow's)."""
+    direction = 1.0
+    name = 'CE'
+    stops_early = False
+
+    def __init__(self, logits, num_classes, label_smoothing=0.0):
+        self.logits, self.num_classes = logits, num_classes
+        self.label_smoothing = float(label_smoothing)
+
+    def input_shapes(self, per_ctx, emb_size):
+        return {'attack_label': (per_ctx,)}
+
+    def loss(self, emb, nemb):
+        return smoothed_cross_entropy(self.logits(emb), mx.sym.Variable('attack_label'),
+                                      self.num_classes, self.label_smoothing)
+
+    def done(self, max_loss):
+        return False
+
+
+def smoothed_cross_entropy(logits, label, num_classes, label_smoothing=0.0):
+    """Per-sample cross-entropy of ``logits`` against ``label`` smoothed by ``label_smoothing``."""
+    logprob = mx.sym.log_softmax(logits, axis=1)
+    picked = mx.sym.pick(logprob, label, axis=1)
+    if not label_smoothing:
+        return -picked
+    return -((1.0 - label_smoothing) * picked
+             + label_smoothing / num_classes * mx.sym.sum(logprob, axis=1))
 
 
 class Adversary:
     """Executors of the adversary-mode network, one per adversary context, bound once."""
 
-    def __init__(self, emb, emb_size, contexts, per_ctx, image_shape, step, rounds, thd,
-                 sigma=0.0, pixel_range=(0.0, 1.0)):
+    def __init__(self, emb, emb_size, objective, contexts, per_ctx, image_shape, step, rounds,
+                 sigma=0.0, pixel_range=(0.0, 1.0), random_start=False, rng=None):
         self.contexts = list(contexts)
         self.per_ctx = per_ctx
-        self.step, self.rounds, self.thd, self.sigma = step, rounds, thd, sigma
+        self.objective = objective
+        self.step, self.rounds, self.sigma = step, rounds, sigma
         self.pixel_range = pixel_range
+        self.random_start = random_start
+        self.rng = rng or np.random.RandomState()
         if rounds < 1:
-            raise ValueError('--adv-round must be >= 1, got %d' % rounds)
-        sym = distance_symbol(emb)
-        shapes = {'data': (per_ctx,) + tuple(image_shape), 'target_emb': (per_ctx, emb_size)}
+            raise ValueError('the attack needs at least one round, got %d' % rounds)
+        if random_start and sigma <= 0:
+            raise ValueError('a random start needs an L-inf ball (sigma > 0)')
+        nemb = mx.sym.L2Normalization(emb, mode='instance')
+        sym = mx.sym.Group([mx.sym.BlockGrad(nemb), mx.sym.MakeLoss(objective.loss(emb, nemb))])
+        self.input_shapes = objective.input_shapes(per_ctx, emb_size)
+        shapes = dict(self.input_shapes, data=(per_ctx,) + tuple(image_shape))
         self.execs = [sym.simple_bind(ctx, grad_req={'data': 'write'}, **shapes)
                       for ctx in self.contexts]
         self.param_names = [n for n in sym.list_arguments() if n not in shapes]
         self.aux_names = sym.list_auxiliary_states()
+
+    @property
+    def batch(self):
+        return self.per_ctx * len(self.execs)
 
     # -- weights ------------------------------------------------------------------------------
     def sync_from(self, module):
@@ -75,50 +141,70 @@ class Adversary:
             for name in self.aux_names:
                 aux_params[name].copyto(ex.aux_dict[name])
 
-    # -- the round ----------------------------------------------------------------------------
-    def _load(self, images):
+    # -- forward passes -----------------------------------------------------------------------
+    def _load(self, name, values):
+        """Spreads one batch of ``self.batch`` rows of input ``name`` over the contexts."""
         n = self.per_ctx
-        if images.shape[0] != n * len(self.execs):
+        if values.shape[0] != self.batch:
             raise ValueError('adversary expects %d images (%d per context x %d), got %d'
-                             % (n * len(self.execs), n, len(self.execs), images.shape[0]))
+                             % (self.batch, n, len(self.execs), values.shape[0]))
         for k, ex in enumerate(self.execs):
-            ex.arg_dict['data'][:] = images[k * n:(k + 1) * n]
+            ex.arg_dict[name][:] = values[k * n:(k + 1) * n]
 
-    def embed_targets(self, targets):
-        """Computes the targets' normalised embeddings once and keeps them on each device."""
-        self._load(targets)
-        for ex in self.execs:
-            ex.forward(is_train=False)
-        for ex in self.execs:
-            ex.outputs[0].copyto(ex.arg_dict['target_emb'])
+    def embed(self, images):
+        """Normalised embeddings (NumPy (N, D)) of any number of images, forward only, in
+        chunks of the executors' batch (the last one padded)."""
+        images = np.asarray(images, dtype=np.float32)
+        out = []
+        for start in range(0, len(images), self.batch):
+            chunk = images[start:start + self.batch]
+            count = len(chunk)
+            if count < self.batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - count, 0)])
+            self._load('data', chunk)
+            for ex in self.execs:
+                ex.forward(is_train=False)
+            out.append(np.concatenate([ex.outputs[0].asnumpy() for ex in self.execs])[:count])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
-    def attack(self, sources, targets):
-        """Adversarials of ``sources`` (NumPy or NDArray, (S, C, H, W)) toward ``targets``.
-
-        Returns (adversarials as a NumPy array, AttackStats)."""
-        self.embed_targets(targets)
-        self._load(sources)
+    def attack(self, images, **inputs):
+        """Adversarials of ``images`` (NumPy or NDArray, (S, C, H, W), S = the executors' batch)
+        under the objective, whose per-sample ``inputs`` (e.g. target_emb, attack_label) are
+        given by name. Returns (adversarials as a NumPy array, AttackStats)."""
+        missing = set(self.input_shapes) - set(inputs)
+        if missing:
+            raise ValueError('the %s objective needs %s' % (self.objective.name,
+                                                            ', '.join(sorted(missing))))
+        for name, values in inputs.items():
+            self._load(name, np.asarray(values, dtype=np.float32))
+        images = images.asnumpy() if isinstance(images, mx.nd.NDArray) else images
+        self._load('data', np.asarray(images, dtype=np.float32))
         lo_px, hi_px = self.pixel_range
         # per-pixel bounds only when there is a ball; otherwise a scalar clip to the pixel range
         bounds = [(mx.nd.maximum(ex.arg_dict['data'] - self.sigma, lo_px),
                    mx.nd.minimum(ex.arg_dict['data'] + self.sigma, hi_px))
                   if self.sigma > 0 else None for ex in self.execs]
+        if self.random_start:
+            for ex, (lo, hi) in zip(self.execs, bounds):
+                noise = self.rng.uniform(-self.sigma, self.sigma, ex.arg_dict['data'].shape)
+                x = ex.arg_dict['data'] + mx.nd.array(noise, ctx=ex.arg_dict['data'].context)
+                mx.nd.minimum(mx.nd.maximum(x, lo), hi).copyto(ex.arg_dict['data'])
+        step = self.objective.direction * self.step
         taken, first_mean, last_max = 0, None, None
         for r in range(self.rounds):
             for ex in self.execs:
                 ex.forward(is_train=True)
             if r == 0:
-                first_mean = sum(ex.outputs[1].sum().asscalar() for ex in self.execs) / (
-                    self.per_ctx * len(self.execs))
-            else:
+                first_mean = sum(ex.outputs[1].sum().asscalar() for ex in self.execs) / self.batch
+            elif self.objective.stops_early:  # the check waits for the forward: only if needed
                 last_max = max(ex.outputs[1].max().asscalar() for ex in self.execs)
-                if last_max <= self.thd:
+                if self.objective.done(last_max):
                     break
             for ex in self.execs:
                 ex.backward()
             for ex, bound in zip(self.execs, bounds):
                 x = ex.arg_dict['data']
-                stepped = x - self.step * mx.nd.sign(ex.grad_dict['data'])
+                stepped = x + step * mx.nd.sign(ex.grad_dict['data'])
                 if bound is None:
                     mx.nd.clip(stepped, lo_px, hi_px).copyto(x)
                 else:

@@ -15,8 +15,10 @@ class IdentityStreamSampler:
     """Yields (src_x, src_y, tar_x, tar_y): float32 (S, 3, H, W) in [0, 255], int labels."""
 
     def __init__(self, recordset, sources, rng=None, rand_mirror=True, cutoff_size=0,
-                 prefetch=True):
+                 prefetch=True, identities=None):
+        """``identities``: the identities to sample (default: all of the record set's)."""
         self.recordset = recordset
+        self.identities = recordset.identities if identities is None else identities
         self.sources = sources
         self.rng = rng or np.random.RandomState()
         self.rand_mirror, self.cutoff_size = rand_mirror, cutoff_size
@@ -25,7 +27,7 @@ class IdentityStreamSampler:
         self.reset()
 
     def reset(self):
-        self.stream_a, self.stream_b = identity_streams(self.recordset.identities, self.rng)
+        self.stream_a, self.stream_b = identity_streams(self.identities, self.rng)
         if min(len(self.stream_a), len(self.stream_b)) < self.sources:
             raise ValueError('%s: a batch needs %d source and %d target images, but the two '
                              'identity streams hold %d and %d'

@@ -1,10 +1,14 @@
-"""The MTER training loop shared by ad_mnist.py and ad_face.py.
+"""The training loop shared by ad_mnist.py, ad_face.py and ad_tla.py.
 
-Each batch: (1) copy the main weights to the adversary; (2) run the attack round on the
-sources toward the targets; (3) one main step on [src | tar | adv] per main context. Every
-``--verbose`` batches the caller's evaluator scores the current weights (test accuracy for
-MNIST, verification for faces) and checkpoints are written (atomically)."""
+Each batch: (1) copy the main weights to the adversary contexts; (2) the method's attack there
+(MTER: the sources toward their targets' embeddings; TLA / AT: PGD on the cross-entropy) and
+its main batch (MTER: [src | tar | adv] per main context; TLA: [anchor | positive | negative]);
+(3) one update on the main contexts, after which loss and weights are checked to be finite.
+Every ``--verbose`` batches the caller's evaluator scores the current weights (test accuracy
+for MNIST-format data, verification for faces) and checkpoints are written (atomically)."""
+import hashlib
 import logging
+import math
 import random
 import time
 import warnings
@@ -14,13 +18,11 @@ import numpy as np
 
 from symbols import get_embedding
 from symbols.heads import inference_symbol
-from . import mter
-from .adversary import Adversary, AttackStats
+from .adversary import Adversary
 from .args import lr_steps
-from .batch import assemble_main_batch
-from .checkpoint import load_pretrained, save_checkpoint
-from .context import batch_plan, make_contexts
-from .metrics import TrainMetrics, check_finite
+from .checkpoint import CheckpointWriter, load_pretrained
+from .context import make_contexts
+from .metrics import TrainMetrics
 
 
 def seed_everything(seed):
@@ -38,38 +40,70 @@ def network_kwargs(args):
     return kw
 
 
+def make_optimizer(args, rescale_grad, steps):
+    """SGD with momentum (MTER's), or Adam (TLA's MNIST setting) with --optimizer adam; the
+    learning rate drops x0.1 after each batch in ``steps``. The schedule lives in the optimizer,
+    so it also holds where the optimizer runs on the parameter servers (dist kvstores), counting
+    global batches."""
+    scheduler = mx.lr_scheduler.MultiFactorScheduler(step=list(steps), factor=0.1,
+                                                     base_lr=args.lr) if steps else None
+    if getattr(args, 'optimizer', 'sgd') == 'adam':
+        return mx.optimizer.Adam(learning_rate=args.lr, wd=args.wd, rescale_grad=rescale_grad,
+                                 beta1=0.9, beta2=0.999, epsilon=1e-8, lr_scheduler=scheduler)
+    return mx.optimizer.SGD(learning_rate=args.lr, momentum=args.mom, wd=args.wd,
+                            rescale_grad=rescale_grad, lr_scheduler=scheduler)
+
+
 def default_initializer(network):
     if network.startswith('r'):  # InsightFace's choice for resnets
         return mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
     return mx.init.Xavier(rnd_type='uniform', factor_type='in', magnitude=2)
 
 
-def _compatible(params, shapes, kind):
-    """Drops loaded parameters whose shape does not fit the network (e.g. fc7 of another class
-    count), with a warning, so that they are initialised instead of crashing the bind."""
-    kept = {}
-    for name, value in params.items():
-        if name in shapes and tuple(shapes[name]) != tuple(value.shape):
-            logging.warning('pretrained %s %s has shape %s, the network needs %s: re-initialised',
-                            kind, name, value.shape, shapes[name])
-        elif name in shapes:
-            kept[name] = value
-    return kept
+def all_finite(arrays):
+    """True when no array holds a NaN or an infinity (one fused check per context, on device)."""
+    by_ctx = {}
+    for a in arrays:
+        by_ctx.setdefault(a.context, []).append(a)
+    flags = []
+    for group in by_ctx.values():
+        for i in range(0, len(group), 64):  # the fused op takes a bounded number of inputs
+            chunk = group[i:i + 64]
+            flags.append(mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk)))
+    return all(f.asscalar() > 0 for f in flags)
+
+
+def worker_shard(rank, num_workers):
+    """A worker's share of a sequence, as a slice: item i belongs to worker i mod the number of
+    workers, so the shards are disjoint and cover everything (on one machine: all of it, with
+    no copy)."""
+    return slice(rank, None, num_workers)
 
 
 class Trainer:
-    """Holds the main module, the adversary and the schedule. ``evaluate(symbol, arg, aux, ctx)``
-    scores the deploy symbol with the current parameters and returns (list of scores, one per evaluation target, text for the log); a new best on any of them
-    saves a numbered checkpoint."""
+    """Holds the main module, the adversary and the schedule, for any training method (MTER:
+    ``src.mter.Mter``; TLA and Madry AT: ``src.tla.Tla``): the method gives the batch plan, the
+    main step's symbol, the attack objective and each batch's layout.
 
-    def __init__(self, args, image_shape, num_classes, pixel_range, adv_step, adv_sigma,
-                 evaluate, drop_pretrained=(), normalized_softmax=False):
-        self.args = args
+    ``evaluate(symbol, arg, aux, ctx)`` scores the deploy symbol with the current parameters and
+    returns (list of scores, one per evaluation target, text for the log); a new best on any of
+    them saves a numbered checkpoint. ``pixel_range``: the images' (low, high)."""
+
+    def __init__(self, args, method, image_shape, num_classes, pixel_range, evaluate,
+                 drop_pretrained=(), normalized_softmax=False):
+        self.args, self.method = args, method
         self.evaluate = evaluate
+        self.kvstore, self.rank, self.num_workers = args.kvstore, 0, 1
+        if args.kvstore.startswith('dist'):  # waits until every worker has joined
+            self.kvstore = mx.kv.create(args.kvstore)
+            self.rank, self.num_workers = self.kvstore.rank, self.kvstore.num_workers
+            tag_logs(self.rank, self.num_workers)
+            logging.info('%s: worker %d of %d; each worker trains on its own shard, only rank 0 '
+                         'evaluates and saves', args.kvstore, self.rank, self.num_workers)
         self.main_ctx, self.adv_ctx = make_contexts(args.ctx_num, args.ctx_adv_num, args.device)
-        self.plan = batch_plan(args.main_per_batch_size, args.adv_per_batch_size, args.ctx_num,
-                               args.ctx_adv_num)
-        self.batch_size = 3 * self.plan.sources
+        self.plan = method.plan()
+        self.batch_size = method.parts * self.plan.sources
+        per_ctx = method.parts * self.plan.main_ctx_sources
         kw = network_kwargs(args)
         emb, emb_size = get_embedding(args.network, adversary=False, **kw)
         if not args.network.startswith('r') and args.emb_size != emb_size:
@@ -78,128 +112,209 @@ class Trainer:
         self.emb_size = emb_size
         self.deploy_symbol = inference_symbol(emb, num_classes, emb_size, args.loss_type,
                                               args.margin_s, normalized_softmax)
-        symbol = mter.train_symbol(emb, emb_size, num_classes, self.plan.main_ctx_sources, args,
-                                   normalized_softmax)
+        symbol = method.train_symbol(emb, emb_size, num_classes, self.plan.main_ctx_sources,
+                                     normalized_softmax)
         self.module = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                                     context=self.main_ctx)
-        self.module.bind(data_shapes=[('data', (self.batch_size,) + tuple(image_shape))],
-                         label_shapes=[('softmax_label', (self.batch_size,))])
+        # checked before anything is bound or trained: the prefix, then the pretrained model
+        self.writer = CheckpointWriter(args.prefix, self.deploy_symbol, args.overwrite) \
+            if args.ckpt > 0 and self.rank == 0 else None
         arg_params = aux_params = None
         if args.pretrained:
-            arg_params, aux_params = load_pretrained(args.pretrained, drop_pretrained)
             arg_shapes, _, aux_shapes = symbol.infer_shape(
-                data=(self.plan.main_ctx_sources * 3,) + tuple(image_shape),
-                softmax_label=(self.plan.main_ctx_sources * 3,))
-            arg_params = _compatible(arg_params, dict(zip(symbol.list_arguments(), arg_shapes)),
-                                     'parameter')
-            aux_params = _compatible(aux_params, dict(zip(symbol.list_auxiliary_states(),
-                                                          aux_shapes)), 'state')
+                data=(per_ctx,) + tuple(image_shape), softmax_label=(per_ctx,))
+            arg_shapes = {n: s for n, s in zip(symbol.list_arguments(), arg_shapes)
+                          if n not in ('data', 'softmax_label')}
+            aux_shapes = dict(zip(symbol.list_auxiliary_states(), aux_shapes))
+            arg_params, aux_params = load_pretrained(args.pretrained, arg_shapes, aux_shapes,
+                                                     drop_pretrained,
+                                                     args.allow_partial_pretrained)
+        self.module.bind(data_shapes=[('data', (self.batch_size,) + tuple(image_shape))],
+                         label_shapes=[('softmax_label', (self.batch_size,))])
         self.module.init_params(default_initializer(args.network), arg_params=arg_params,
                                 aux_params=aux_params, allow_missing=True)
-        self.optimizer = mx.optimizer.SGD(learning_rate=args.lr, momentum=args.mom, wd=args.wd,
-                                          rescale_grad=1.0 / len(self.main_ctx))
-        with warnings.catch_warnings():  # our losses are means: 1/ctx_num is the right rescale
+        # losses are means per context: the update is the mean over contexts and workers
+        self.lr_steps = lr_steps(args, self.batch_size * self.num_workers)
+        self.optimizer = make_optimizer(
+            args, rescale_grad=1.0 / (len(self.main_ctx) * self.num_workers), steps=self.lr_steps)
+        with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='Optimizer created manually')
-            self.module.init_optimizer(kvstore=args.kvstore, optimizer=self.optimizer)
+            self.module.init_optimizer(kvstore=self.kvstore, optimizer=self.optimizer)
         self.adversary = None
-        if args.adv_round > 0:
+        attack = method.attack_settings(num_classes, emb_size, normalized_softmax)
+        if attack is not None:
             adv_emb, _ = get_embedding(args.network, adversary=True, **kw)
-            self.adversary = Adversary(adv_emb, emb_size, self.adv_ctx,
-                                       self.plan.adv_ctx_sources, image_shape, step=adv_step,
-                                       rounds=args.adv_round, thd=args.adv_thd, sigma=adv_sigma,
-                                       pixel_range=pixel_range)
-        else:
-            logging.info('--adv-round 0: no attack, the adversarial third repeats the sources '
-                         '(vanilla training when --weightadv 0)')
-        self.lr_steps = lr_steps(args, self.batch_size)
+            self.adversary = Adversary(adv_emb, emb_size, contexts=self.adv_ctx,
+                                       per_ctx=self.plan.adv_ctx_sources, image_shape=image_shape,
+                                       pixel_range=pixel_range, **attack)
         self.best = None
         self.saves = 0
         self.last_eval_step = None
-        logging.info('main contexts %s, adversary contexts %s; S=%d sources per batch, main '
-                     'batch %d; lr steps %s', self.main_ctx, self.adv_ctx, self.plan.sources,
-                     self.batch_size, self.lr_steps)
+        logging.info('main contexts %s, adversary contexts %s; %d %s per batch, main batch %d '
+                     '(%d parts); lr steps %s', self.main_ctx, self.adv_ctx, self.plan.sources,
+                     'sources' if method.parts == 3 and hasattr(args, 'adv_round') else 'images',
+                     self.batch_size, method.parts, self.lr_steps)
 
     # -- one batch ----------------------------------------------------------------------------
-    def step(self, src, src_y, tar, tar_y, metrics):
-        """Attack round + main step; updates ``metrics`` (which waits for the step's outputs).
+    def step(self, sample, metrics):
+        """Attack + main step on one sample of the sampler; updates ``metrics`` (which waits
+        for the step's outputs).
 
-        Returns (AttackStats, softmax loss, adv loss, seconds in attack, seconds in main step)."""
+        Returns (AttackStats, (softmax loss, adv loss, weights all finite), seconds in attack,
+        seconds in main step)."""
         t0 = time.time()
-        if self.adversary is None:
-            adv, stats = src, AttackStats(0, float('nan'), None)
-        else:
+        if self.adversary is not None:
             self.adversary.sync_from(self.module)
-            adv, stats = self.adversary.attack(src, tar)
+        data, label, stats = self.method.batch(self.adversary, sample, len(self.main_ctx))
         t1 = time.time()
-        data, label = assemble_main_batch(src, tar, adv, src_y, tar_y, len(self.main_ctx))
         batch = mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array(label)])
         self.module.forward_backward(batch)
         self.module.update()
         ce, triplet = metrics.update(self.module.get_outputs(merge_multi_context=False),
                                      stats.rounds)
-        # the outputs only wait for the forward: wait for backward and update as well, so the
-        # split below is true (the next attack needs the updated weights anyway)
-        mx.nd.waitall()
-        return stats, ce, triplet, t1 - t0, time.time() - t1
+        # the outputs only wait for the forward: the check below waits for backward and update
+        # as well, so the split is true (the next attack needs the updated weights anyway)
+        weights_finite = all_finite(self._weights())
+        return stats, (ce, triplet, weights_finite), t1 - t0, time.time() - t1
+
+    def _describe_attack(self, stats):
+        if stats.rounds == 0:
+            return 'no attack'
+        name = self.adversary.objective.name
+        if stats.last_max is None:
+            return '%s mean %.4f at the start' % (name, stats.first_mean)
+        return '%s mean %.4f -> max %.4f' % (name, stats.first_mean, stats.last_max)
+
+    def _weights(self):
+        """The parameters (all contexts hold the same after an update: the first one's) and
+        every context's batch-norm statistics."""
+        group = self.module._exec_group  # pylint: disable=protected-access
+        return [block[0] for block in group.param_arrays] + \
+            [a for block in group.aux_arrays for a in block]
+
+    def check_finite(self, step, ce, triplet, weights_finite):
+        """Stops the run, naming the batch and the last good checkpoint (left untouched), when
+        the loss or the updated weights hold NaN or infinity."""
+        if math.isfinite(ce) and math.isfinite(triplet) and weights_finite:
+            return
+        what = ('non-finite loss (softmax loss %r, adv loss %r)' % (ce, triplet)
+                if not (math.isfinite(ce) and math.isfinite(triplet))
+                else 'non-finite weights after the update')
+        raise FloatingPointError(
+            '%s at batch %d: stopping; nothing of this state was saved. The last good '
+            'checkpoint is %s. Lower --lr or check the data.'
+            % (what, step, self.writer.last_good() if self.writer else '(none: --ckpt 0)'))
 
     # -- checkpoints and evaluation -----------------------------------------------------------
     def checkpoint(self, step):
         """Evaluates the current weights and saves: latest as epoch 0, a new best (or, with
-        --ckpt 2, every evaluation) as epoch = number of evaluations so far."""
+        --ckpt 2, every evaluation) as the next number (numbers count evaluations, continuing
+        after the checkpoints already at the prefix). Only rank 0 of a distributed job."""
+        self.last_eval_step = step
+        if self.rank != 0:
+            return None
         arg, aux = self.module.get_params()
         scores, text = self.evaluate(self.deploy_symbol, arg, aux, self.main_ctx[0])
         self.saves += 1
-        self.last_eval_step = step
         logging.info('[%d] %s', step, text)
         if self.best is None:
             self.best = [-np.inf] * len(scores)
         is_best = any(s > b for s, b in zip(scores, self.best))
         self.best = [max(s, b) for s, b in zip(scores, self.best)]
         highest = ' '.join('%.5f' % b for b in self.best)
-        if self.args.ckpt == 0:
+        if self.writer is None:
             return scores
         prefix = self.args.prefix
-        save_checkpoint(prefix, 0, self.deploy_symbol, arg, aux)
-        if is_best or self.args.ckpt == 2:
-            save_checkpoint(prefix, self.saves, self.deploy_symbol, arg, aux)
-            logging.info('[%d] saved %s,%d%s; latest also as %s,0', step, prefix, self.saves,
+        numbered = self.writer.save(step, self.saves, arg, aux,
+                                    numbered=is_best or self.args.ckpt == 2)
+        if numbered:
+            logging.info('[%d] saved %s%s; latest also as %s,0', step, numbered,
                          ' (new best; highest: %s)' % highest if is_best else '', prefix)
         else:
             logging.info('[%d] saved %s,0 (highest stays %s)', step, prefix, highest)
         return scores
 
+    # -- distributed jobs ---------------------------------------------------------------------
+    def worker_shard(self):
+        """This worker's share of a sequence (``worker_shard``)."""
+        return worker_shard(self.rank, self.num_workers)
+
+    def epoch_batches(self, total_images, images_per_batch):
+        """Batches per epoch that every worker of a distributed job runs (None on one machine,
+        where an epoch is one pass of the sampler): the same number on every worker, or the
+        synchronous update would wait forever for a worker whose shard ran out."""
+        if self.num_workers == 1:
+            return None
+        return max(1, total_images // self.num_workers // images_per_batch)
+
+    def lr_at(self, step):
+        """The learning rate of batch ``step`` (1-based) under --lr-steps."""
+        return self.args.lr * 0.1 ** sum(step > s for s in self.lr_steps)
+
+    def weights_digest(self):
+        """SHA-1 of the parameters (sorted by name): equal on every worker of a job."""
+        arg, _ = self.module.get_params()
+        digest = hashlib.sha1()
+        for name in sorted(arg):
+            digest.update(name.encode())
+            digest.update(arg[name].asnumpy().tobytes())
+        return digest.hexdigest()
+
     # -- the loop -----------------------------------------------------------------------------
-    def fit(self, sampler):
+    def _batches(self, sampler, epoch_batches):
+        """One epoch of the sampler, or exactly ``epoch_batches`` of it (resetting it when its
+        shard runs out first)."""
+        if epoch_batches is None:
+            yield from sampler
+            return
+        count = 0
+        while count < epoch_batches:
+            progressed = False
+            for sample in sampler:
+                progressed = True
+                yield sample
+                count += 1
+                if count == epoch_batches:
+                    return
+            if not progressed:
+                raise RuntimeError('this worker\'s shard yields no batch')
+            sampler.reset()
+
+    def fit(self, sampler, epoch_batches=None):
+        """Trains for --end-epoch epochs (or --max-steps batches). ``epoch_batches``: see
+        ``epoch_batches`` (distributed jobs)."""
         args = self.args
-        metrics = TrainMetrics()
+        metrics = TrainMetrics(self.method.metric_names)
         step, window_start, window_samples = 0, time.time(), 0
         done = False
         bar = None
         if getattr(args, 'progress', False):
             from tqdm import tqdm
-            total = args.max_steps or args.end_epoch * sampler.batches_per_epoch
+            total = args.max_steps or args.end_epoch * (epoch_batches or
+                                                        sampler.batches_per_epoch)
             bar = tqdm(total=total, desc='training %s' % args.network, unit='batch',
                        dynamic_ncols=True)
         for epoch in range(args.end_epoch):
             if epoch > 0:
                 sampler.reset()
-            for nbatch, (src, src_y, tar, tar_y) in enumerate(sampler):
+            for nbatch, sample in enumerate(self._batches(sampler, epoch_batches)):
                 step += 1
                 if step - 1 in self.lr_steps:
-                    self.optimizer.set_learning_rate(self.optimizer.learning_rate * 0.1)
-                    logging.info('[%d] lr changed to %g', step, self.optimizer.learning_rate)
-                stats, ce, triplet, t_adv, t_main = self.step(src, src_y, tar, tar_y, metrics)
-                check_finite(step, ce, triplet)
+                    logging.info('[%d] lr changed to %g', step, self.lr_at(step))
+                stats, finite, t_adv, t_main = self.step(sample, metrics)
+                self.check_finite(step, *finite)
                 if bar is not None:
                     bar.update(1)
                 window_samples += self.batch_size
                 if step % args.disp_batches == 0:
-                    elapsed = time.time() - window_start
-                    logging.info('Epoch[%d] Batch[%d] step %d lr %g  %s  %s  %.1f samples/s '
+                    rate = window_samples / max(time.time() - window_start, 1e-9)
+                    logging.info('Epoch[%d] Batch[%d] step %d lr %g  %s  %s  %.1f samples/s%s '
                                  '(attack %.2fs, main %.2fs)', epoch, nbatch, step,
-                                 self.optimizer.learning_rate, metrics.format(),
-                                 _describe_attack(stats), window_samples / max(elapsed, 1e-9),
-                                 t_adv, t_main)
+                                 self.lr_at(step), metrics.format(),
+                                 self._describe_attack(stats), rate,
+                                 ' (%d workers: %.1f global)' % (self.num_workers,
+                                                                 rate * self.num_workers)
+                                 if self.num_workers > 1 else '', t_adv, t_main)
                     metrics.reset()
                     window_start, window_samples = time.time(), 0
                 if args.verbose > 0 and step % args.verbose == 0:
@@ -217,17 +332,17 @@ class Trainer:
                                'sources and %d targets' % (self.plan.sources, self.plan.sources))
         if self.last_eval_step != step:
             self.checkpoint(step)
-        logging.info('finished after %d batches; highest scores %s', step,
-                     ' '.join('%.5f' % b for b in self.best or []))
+        logging.info('finished after %d batches; highest scores %s; weights sha1 %s', step,
+                     ' '.join('%.5f' % b for b in self.best or []), self.weights_digest())
         return self.best
-
-
-def _describe_attack(stats):
-    if stats.rounds == 0:
-        return 'no attack'
-    last = 'n/a' if stats.last_max_dist is None else '%.4f' % stats.last_max_dist
-    return 'cos-dist mean %.4f -> max %s' % (stats.first_mean_dist, last)
 
 
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+
+
+def tag_logs(rank, num_workers):
+    """Every log line of a distributed job's worker names its rank."""
+    formatter = logging.Formatter('%%(asctime)s [rank %d/%d] %%(message)s' % (rank, num_workers))
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)

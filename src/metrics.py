@@ -1,15 +1,16 @@
 """Training metrics of the main step, accumulated over a logging window."""
-import math
-
 import numpy as np
 
 
 class TrainMetrics:
-    """acc (clean sources+targets), ce (softmax loss), triplet (adv loss), AP, AN, attack rounds."""
+    """acc (of the images the cross-entropy sees: MTER's clean sources+targets, TLA's
+    adversarial anchors), ce (softmax loss), triplet (adv loss), the triplet's two mean
+    distances (``distance_names``: MTER's AP, AN; TLA's d(a,p), d(a,n)), attack rounds."""
 
     NAMES = ('acc', 'ce', 'triplet', 'AP', 'AN', 'rounds')
 
-    def __init__(self):
+    def __init__(self, distance_names=('AP', 'AN')):
+        self.distance_names = distance_names
         self.reset()
 
     def reset(self):
@@ -17,7 +18,8 @@ class TrainMetrics:
         self.correct = self.seen = self.batches = 0
 
     def update(self, outputs, rounds):
-        """``outputs``: Module.get_outputs(merge_multi_context=False), the order of src.mter.OUTPUTS.
+        """``outputs``: Module.get_outputs(merge_multi_context=False), in the order of
+        src.mter.OUTPUTS (src.tla.OUTPUTS is the same).
 
         Returns the batch's (ce, triplet) so the caller can stop on a non-finite loss."""
         logprob, label, ce, ap, an, triplet = outputs
@@ -40,13 +42,6 @@ class TrainMetrics:
 
     def format(self):
         v = self.get()
-        return 'acc=%.4f softmaxloss=%.4f advloss=%.4f AP=%.4f AN=%.4f rounds=%.1f' % (
-            v['acc'], v['ce'], v['triplet'], v['AP'], v['AN'], v['rounds'])
-
-
-def check_finite(step, ce, triplet):
-    if not (math.isfinite(ce) and math.isfinite(triplet)):
-        raise FloatingPointError(
-            'non-finite loss at batch %d (softmax loss %r, adv loss %r): stopping without saving; '
-            'the last checkpoint on disk is the last good one. Lower --lr or check the data.'
-            % (step, ce, triplet))
+        return 'acc=%.4f softmaxloss=%.4f advloss=%.4f %s=%.4f %s=%.4f rounds=%.1f' % (
+            v['acc'], v['ce'], v['triplet'], self.distance_names[0], v['AP'],
+            self.distance_names[1], v['AN'], v['rounds'])

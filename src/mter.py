@@ -3,17 +3,24 @@
 It is bound on each main context with that context's slice [src | tar | adv] of n = 3s images
 (s = S / ctx_num) and labels [src | tar | src].
 
-Normalisation (differs from the original on purpose): each context's cross-entropy is the mean
-over its 2s clean images and its triplet the mean over its s triplets; with
-``rescale_grad = 1/ctx_num`` the update is the gradient of the mean over the whole batch, for any
-number of contexts. The original divided the summed cross-entropy by 3B/2 (MNIST) or B/2
-(faces), B = main batch over all contexts, and then also rescaled by 1/ctx_num, i.e. it used
-4/(9*ctx_num) (MNIST) of the mean cross-entropy: an effective learning rate for the classifier
-that changed with the device count. Our figures are therefore the plain mean cross-entropy.
+Objective: ``ce_weight * CE + weightadv * triplet``, where each context's CE is the mean over
+its 2s clean images and its triplet the mean over its s triplets; with ``rescale_grad =
+1/ctx_num`` the update is the gradient of that objective over the whole batch, for any number
+of contexts. The original divided the summed cross-entropy by a constant instead (3B/2 in
+ad_mnist.py, B/2 in ad_face.py; B = main batch over all contexts) and also rescaled by
+1/ctx_num, i.e. it trained with ce_weight = 4/(9 C) (MNIST) or 4/(3 C) (faces), C = number of
+main contexts: the paper's figures come from C = 1 (MNIST: 4/9) and C = 4 (faces: 1/3), the
+scripts' defaults. The logged softmax loss is the plain mean (``grad_scale`` weights only the
+gradient).
 """
+import logging
+
 import mxnet as mx
 
 from symbols import heads
+from .adversary import AttackStats, FeatureDistance
+from .batch import assemble_main_batch
+from .context import batch_plan
 
 OUTPUTS = ('logprob', 'label', 'ce_loss', 'ap', 'an', 'triplet_loss')
 
@@ -35,7 +42,7 @@ def triplet_terms(emb, s, alpha, weight):
 
 def train_symbol(emb, emb_size, num_classes, s, args, normalized_softmax=False):
     """Group of OUTPUTS for one context's slice of 3s images; args: loss_type, margin_s,
-    margin_m, easy_margin, fc7_wd_mult, adv_alpha, weightadv. ``normalized_softmax``: the
+    margin_m, easy_margin, fc7_wd_mult, adv_alpha, weightadv, ce_weight. ``normalized_softmax``: the
     softmax head (loss-type 0) sees the L2-normalised embedding (the original's face script)."""
     label = mx.sym.slice_axis(mx.sym.Variable('softmax_label'), axis=0, begin=0, end=2 * s)
     clean = mx.sym.slice_axis(emb, axis=0, begin=0, end=2 * s)
@@ -44,8 +51,48 @@ def train_symbol(emb, emb_size, num_classes, s, args, normalized_softmax=False):
                        normalized_softmax=normalized_softmax)
     logprob = mx.sym.log_softmax(fc7)
     picked = mx.sym.pick(logprob, label, axis=1)
-    ce = mx.sym.MakeLoss(-mx.sym.mean(picked), name='ce_loss')
+    ce = mx.sym.MakeLoss(-mx.sym.mean(picked), grad_scale=args.ce_weight, name='ce_loss')
     ap, an, triplet = triplet_terms(emb, s, args.adv_alpha, args.weightadv)
     block = mx.sym.BlockGrad
     return mx.sym.Group([block(logprob), block(label), ce, block(ap), block(an),
                          mx.sym.MakeLoss(triplet, name='triplet_loss')])
+
+
+class Mter:
+    """The MTER method for the shared Trainer: the batch plan, the attack objective (feature
+    distance toward the targets) and the main batch [src | tar | adv] per context.
+
+    ``step``/``sigma``: the attack step and the L-inf radius around the source (0: none) in the
+    data's pixel units (ad_mnist.py: --adv-step and --adv-sigma; ad_face.py: --adv-sigma and
+    --adv-eps)."""
+    parts = 3
+    metric_names = ('AP', 'AN')
+
+    def __init__(self, args, step, sigma):
+        self.args, self.step, self.sigma = args, step, sigma
+
+    def plan(self):
+        a = self.args
+        return batch_plan(a.main_per_batch_size, a.adv_per_batch_size, a.ctx_num, a.ctx_adv_num)
+
+    def train_symbol(self, emb, emb_size, num_classes, per_ctx, normalized_softmax):
+        return train_symbol(emb, emb_size, num_classes, per_ctx, self.args, normalized_softmax)
+
+    def attack_settings(self, num_classes, emb_size, normalized_softmax):
+        """Adversary keywords, or None for no attack (--adv-round 0)."""
+        if self.args.adv_round < 1:
+            logging.info('--adv-round 0: no attack, the adversarial third repeats the sources '
+                         '(vanilla training when --weightadv 0)')
+            return None
+        return dict(objective=FeatureDistance(self.args.adv_thd), step=self.step,
+                    rounds=self.args.adv_round, sigma=self.sigma)
+
+    def batch(self, adversary, sample, ctx_num):
+        """(data, label, AttackStats) of one training batch from the sampler's sample."""
+        src, src_y, tar, tar_y = sample
+        if adversary is None:
+            adv, stats = src, AttackStats(0, float('nan'), None)
+        else:
+            adv, stats = adversary.attack(src, target_emb=adversary.embed(tar))
+        data, label = assemble_main_batch(src, tar, adv, src_y, tar_y, ctx_num)
+        return data, label, stats

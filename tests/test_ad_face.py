@@ -84,7 +84,10 @@ def test_finetune_runs_verifies_and_saves(tmp_path, face_dir, caplog):
                   '--emb-size', '64', '--main-per-batch-size', '12', '--adv-per-batch-size', '8',
                   '--adv-round', '3', '--max-steps', '3', '--verbose', '2', '--lr', '0.01',
                   '--prefix', prefix, '--pretrained', pretrained + ',7', '--seed', '0'])
-    assert 'dropped fc7_weight' in caplog.text
+    loaded = re.search(r"(\d+) of the network's (\d+) parameters and states loaded, 0 "
+                       r're-initialised \(shape mismatch\), 1 dropped, 0 missing', caplog.text)
+    assert loaded and int(loaded.group(1)) == int(loaded.group(2)) - 1  # all but fc7
+    assert re.search(r'dropped: fc7_weight$', caplog.text, re.M)
     losses = [float(x) for x in re.findall(r'softmaxloss=([-0-9.naninf]+)', caplog.text)]
     assert len(losses) == 3 and np.all(np.isfinite(losses))
     accs = [float(x) for x in re.findall(r'\[lfw\]Accuracy-Flip: ([0-9.]+)', caplog.text)]

@@ -383,7 +383,9 @@ def test_index_that_does_not_match_the_records(small_set):
 
 def test_record_that_is_not_an_image(tmp_path):
     good = png_bytes(smooth_image(np.random.default_rng(11)))
-    write_flat_rec(tmp_path, [(0, 0.0, good), (1, 1.0, b'this is not an image')], 2)
+    # the few images decoded at open (spread over the set) miss record 1: found when read
+    write_flat_rec(tmp_path, [(0, 0.0, good), (1, 0.0, b'this is not an image')]
+                   + [(i, float(i == 30), good) for i in range(2, 31)], 2)
     data = FaceRecordSet(str(tmp_path))
     assert data.read_image(0).shape == (16, 16, 3)
     rec = re.escape(str(tmp_path / 'train.rec'))
@@ -391,3 +393,43 @@ def test_record_that_is_not_an_image(tmp_path):
         data.read_image(1)
     with pytest.raises(FaceDataError, match='record 1 is not an image'):
         data.read_batch([0, 1, 0, 0])
+    # ... and by the full check before any training: the API and `--check-all`
+    with pytest.raises(FaceDataError, match='record 1 is not an image'):
+        data.check_images()
+    run = subprocess.run([sys.executable, '-m', 'data.face_rec', str(tmp_path), '--check-all'],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and 'record 1 is not an image' in run.stderr
+    # a set whose sampled images include the bad one is refused at open
+    small = tmp_path / 'small'
+    small.mkdir()
+    write_flat_rec(small, [(0, 0.0, good), (1, 1.0, b'this is not an image')], 2)
+    with pytest.raises(FaceDataError, match='record 1 is not an image'):
+        FaceRecordSet(str(small))
+
+
+def test_labels_outside_property_and_images_of_another_size_are_refused(tmp_path):
+    img = smooth_image(np.random.default_rng(5))           # 16x16
+    good = png_bytes(img)
+    # identity header set whose last image carries class 7 while property says 2 classes
+    header = tmp_path / 'header'
+    header.mkdir()
+    records = [(1, 0.0, good), (2, 0.0, good), (3, 1.0, good), (4, 7.0, good)]
+    writer = mx.recordio.MXIndexedRecordIO(str(header / 'train.idx'),
+                                           str(header / 'train.rec'), 'w')
+    writer.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [5.0, 7.0], 0, 0), b''))
+    for record_id, label, payload in records:
+        writer.write_idx(record_id, mx.recordio.pack(
+            mx.recordio.IRHeader(0, label, record_id, 0), payload))
+    writer.write_idx(5, mx.recordio.pack(mx.recordio.IRHeader(2, [1.0, 3.0], 5, 0), b''))
+    writer.write_idx(6, mx.recordio.pack(mx.recordio.IRHeader(2, [3.0, 5.0], 6, 0), b''))
+    writer.close()
+    (header / 'property').write_text('2,16,16\n')
+    with pytest.raises(FaceDataError, match=r'record 4 has class id 7, outside 0\.\.1 given by '
+                                            + re.escape(str(header / 'property'))):
+        FaceRecordSet(str(header))
+    (header / 'property').write_text('8,16,16\n')
+    assert FaceRecordSet(str(header)).labels([1, 3, 4]).tolist() == [0, 1, 7]
+    # property says 12x12 but the images are 16x16: refused at open, naming both sizes
+    (header / 'property').write_text('8,12,12\n')
+    with pytest.raises(FaceDataError, match=r'is a 16x16 image but .*property says 12x12'):
+        FaceRecordSet(str(header))

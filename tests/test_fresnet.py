@@ -14,6 +14,7 @@ import symbols
 from src.checkpoint import load_checkpoint, save_checkpoint
 from symbols import fresnet
 from symbols.heads import inference_symbol
+from tests.conftest import assert_close_to_scale
 
 SMALL = (3, 32, 32)
 
@@ -166,9 +167,13 @@ def test_forward_adversary_equals_inference():
     first = forward(adv, arg, aux, x, is_train=True)
     second = forward(adv, arg, aux, x, is_train=True)
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, inference, rtol=1e-5, atol=1e-5)
-    # the training network in training mode is a different function (batch stats, dropout)
-    assert np.abs(forward(train, arg, aux, x, is_train=True) - inference).max() > 1e-3
+    # two float32 paths through 18 layers (inference-mode batch-norm vs global statistics in
+    # training mode) agree to round-off relative to the output's scale (~1e3 here)...
+    assert_close_to_scale(first, inference, 1e-3)
+    # ... while the training network in training mode is a different function (batch
+    # statistics, dropout): its difference is of the order of the scale itself
+    train_mode = forward(train, arg, aux, x, is_train=True)
+    assert np.abs(train_mode - inference).max() > 0.1 * np.abs(inference).max()
 
 
 def test_graph_layout_of_the_default_network():

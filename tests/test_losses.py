@@ -57,14 +57,16 @@ def test_softmax_head_is_fc_with_bias():
     np.testing.assert_allclose(got, emb @ w.T + b, rtol=1e-5, atol=1e-5)
 
 
-def _args(loss_type, alpha=0.2, weight=1.0):
+def _args(loss_type, alpha=0.2, weight=1.0, ce_weight=0.37):
     return types.SimpleNamespace(loss_type=loss_type, margin_s=8.0, margin_m=0.3, easy_margin=0,
-                                 fc7_wd_mult=1.0, adv_alpha=alpha, weightadv=weight)
+                                 fc7_wd_mult=1.0, adv_alpha=alpha, weightadv=weight,
+                                 ce_weight=ce_weight)
 
 
 @pytest.mark.parametrize('loss_type', [0, 4])
 def test_train_symbol_losses_match_numpy(loss_type):
-    """Cross-entropy = mean over the clean 2s images; triplet = w * mean relu(AP - AN + alpha)."""
+    """Cross-entropy = mean over the clean 2s images (logged unweighted: --ce-weight scales only
+    its gradient); triplet = w * mean relu(AP - AN + alpha)."""
     rng = np.random.RandomState(loss_type)
     s, d, k = 5, 8, 6
     emb = rng.randn(3 * s, d).astype(np.float32)
