@@ -24,6 +24,14 @@ Attacks (``--attacks``; feature-level sign-gradient attacks on 1 - cosine, eval.
 * miftgsm  as iftgsm with momentum ``--mu`` (1.0) on the per-sample L1-normalised gradient;
            default step eps / steps (MI-FGSM).
 
+Feature-level AutoAttack (eval.autoattack, on the same 1 - cosine; not in the default list):
+
+* apgd       Auto-PGD, ``--aa-iterations`` (100) iterations, step 2*eps halved at checkpoints.
+* square     Square attack, ``--aa-queries`` (5000) queries, black-box (outputs only).
+* autoattack apgd, then square on the pairs apgd did not hit; a per-stage table is printed.
+  With square, a sanity check flags gradient masking: square must not hit more than 1 pair
+  and 0.2% of the pairs every white-box attack missed.
+
 ``worst-case`` = hit by any attack of the table. Adversarial pixels stay floats (not rounded).
 
 Threshold: ``--threshold-json`` (from eval/cal_threshold.py, ideally computed on other pairs),
@@ -63,6 +71,8 @@ from tqdm import tqdm
 from eval.cli import choice_list, float_list
 
 DEFAULT_ATTACKS = ('fftgsm', 'iftgsm', 'miftgsm')
+AA_ATTACKS = ('apgd', 'square', 'autoattack')  # feature-level AutoAttack and its stages
+ALL_ATTACKS = DEFAULT_ATTACKS + AA_ATTACKS
 DEFAULT_EPS = (1, 2, 4, 6, 8, 10)
 SCENARIOS = ('impersonation', 'dodging')
 PIXEL_RANGE = (0.0, 255.0)
@@ -111,14 +121,22 @@ def is_hit(dist, threshold, mode):
 # ----------------------------------------------------------------------------- attacks
 
 def build_attack(name, net, eps, threshold, mode, steps=10, step=None, step_scale=2.5,
-                 mu=1.0, seed=0):
+                 mu=1.0, seed=0, aa_iterations=100, aa_queries=5000):
     """The eval.attacks object for attack ``name`` in scenario ``mode`` (see the module doc
     for the step defaults). Impersonation uses FFTGSM/IFTGSM/MIFTGSM; dodging the same
-    attacks untargeted (raising the distance from the partner's embedding)."""
+    attacks untargeted (raising the distance from the partner's embedding). apgd, square and
+    autoattack (eval.autoattack, feature level) work on 1 - cosine in both scenarios."""
     from eval import attacks as A
+    from eval import autoattack
     if mode not in SCENARIOS:
         raise ValueError('mode must be one of %s, got %r' % (', '.join(SCENARIOS), mode))
     common = dict(threshold=threshold, pixel_range=PIXEL_RANGE, seed=seed)
+    if name in AA_ATTACKS:
+        feature = dict(targeted=mode == 'impersonation', loss='cos', iterations=aa_iterations,
+                       queries=aa_queries, **common)
+        if name == 'autoattack':
+            return autoattack.AutoAttack(net, eps, 'standard', **feature)
+        return autoattack.make_member(name, net, eps, **feature)
     iter_step = step if step is not None else step_scale * eps / steps
     mi_step = step if step is not None else eps / steps
     if mode == 'impersonation':
@@ -136,7 +154,7 @@ def build_attack(name, net, eps, threshold, mode, steps=10, step=None, step_scal
         if name == 'miftgsm':
             return A.MIFGSM(net, eps, step=mi_step, steps=steps, mu=mu, targeted=False,
                             **common)
-    raise ValueError('unknown attack %r: expected some of %s' % (name, ','.join(DEFAULT_ATTACKS)))
+    raise ValueError('unknown attack %r: expected some of %s' % (name, ','.join(ALL_ATTACKS)))
 
 
 def attack_pairs(attack, net, first, ref, threshold, mode, batch_size=32, progress=True,
@@ -283,7 +301,7 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
                       step=None, step_scale=2.5, mu=1.0, batch_size=32, seed=0,
                       model_name='model', sanity_checks=True, large_eps=64.0, check_eps=None,
                       min_eps=False, min_eps_attack='iftgsm', min_eps_max=16.0,
-                      min_eps_steps=8, progress=True):
+                      min_eps_steps=8, progress=True, aa_iterations=100, aa_queries=5000):
     """Hit rates of ``net`` (eval.model.Network, output='embedding', input 0-255 RGB NCHW).
 
     images: uint8 (2P, H, W, 3), pairs interleaved (as eval.verification.load_target gives);
@@ -292,7 +310,8 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
     one curve per scenario and attack, model = '<model_name> <scenario>', mode 'white-box',
     clean = clean hit rate, params with the attack settings and mean distances per eps), plus
     'scenarios' (pairs, clean figures), 'min_eps' (with ``min_eps``), 'checks', 'probes',
-    'settings'."""
+    'settings', and 'autoattack' (per-stage records, with the autoattack suite).
+    ``aa_iterations`` / ``aa_queries``: apgd's iterations and square's queries."""
     from eval import report, sanity
     images = np.asarray(images)
     issame = np.asarray(issame, dtype=bool)
@@ -301,7 +320,8 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
                          % (len(issame), images.shape))
     scenarios = list(SCENARIOS) if mode == 'both' else [mode]
     eps_list = [float(e) for e in eps_list]
-    attack_args = dict(steps=steps, step=step, step_scale=step_scale, mu=mu, seed=seed)
+    attack_args = dict(steps=steps, step=step, step_scale=step_scale, mu=mu, seed=seed,
+                       aa_iterations=aa_iterations, aa_queries=aa_queries)
     started = time.time()
     results = {'metric': 'hit_rate', 'eps': eps_list, 'curves': [], 'threshold': float(threshold),
                'scenarios': OrderedDict(), 'probes': []}
@@ -329,13 +349,17 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
     with tqdm(total=jobs, unit='run', desc='hit rate', disable=not progress) as outer:
         for scenario, (pairs, first, ref, clean_dist, clean_hit) in prepared.items():
             label = '%s %s' % (model_name, scenario)
-            per_attack = OrderedDict()
+            per_attack, suite_runs = OrderedDict(), {}
             for name in attacks:
                 values, mean_dist, hits = [], [], []
                 for eps in eps_list:
                     att = build_attack(name, net, eps, threshold, scenario, **attack_args)
                     out = attack_pairs(att, net, first, ref, threshold, scenario, batch_size,
                                        progress, '%s %s eps=%g' % (scenario, name, eps))
+                    if name == 'autoattack':
+                        suite_runs.setdefault(name, []).append(att)
+                        results.setdefault('autoattack', []).append(
+                            _stage_entry(label, name, eps, att))
                     hit = clean_hit | out['hit']
                     hits.append(hit)
                     values.append(float(hit.mean()))
@@ -358,6 +382,9 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
                 log.info('%s %s: hit rate %s; mean distance %s', scenario, name,
                          ' '.join('%.4f' % v for v in values),
                          ' '.join('%.4f' % d for d in mean_dist))
+            if sanity_checks and ('square' in per_attack or suite_runs):
+                checks.append(_masking_check(label, eps_list, per_attack, suite_runs,
+                                             clean_hit))
             if len(per_attack) > 1:
                 worst = [np.logical_or.reduce([h[i] for h in per_attack.values()])
                          for i in range(len(eps_list))]
@@ -394,6 +421,41 @@ def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
         loss='cos (1 - cosine similarity)')
     results['seconds'] = round(time.time() - started, 1)
     return results
+
+
+def _stage_entry(label, name, eps, suite):
+    """AutoAttack's per-stage record of one eps (all batches), in eval.report's layout."""
+    from eval.autoattack import merge_records
+    record = merge_records(suite.history)
+    params = suite.params()
+    return {'model': label, 'attack': name, 'eps': eps, 'num_images': record['num_images'],
+            'clean_correct': record['num_images'] - record['clean_success'],
+            'stages': record['stages'], 'robust': record['stages'][-1]['robust'],
+            'seconds': round(sum(st['seconds'] for st in record['stages']), 1),
+            'standard_settings': params['standard_settings'],
+            'settings': {k: params[k] for k in ('version', 'iterations', 'queries')}}
+
+
+def _masking_check(label, eps_list, per_attack, suite_runs, clean_hit):
+    """Gradient-masking tell: pairs Square hit (alone or as AutoAttack's last stage) that no
+    white-box attack of the table hit."""
+    from eval import sanity
+    extra = []
+    for i in range(len(eps_list)):
+        white, square = clean_hit.copy(), np.zeros_like(clean_hit)
+        for name, hits in per_attack.items():
+            if name == 'square':
+                square |= hits[i] & ~clean_hit
+            elif name in suite_runs:
+                suite = suite_runs[name][i]
+                broken_by = np.concatenate([r['broken_by'] for r in suite.history])
+                last = [s.name for s in suite.stages].index('square')
+                square |= broken_by == last
+                white |= (broken_by >= 0) & (broken_by < last)
+            else:
+                white |= hits[i]
+        extra.append(int((square & ~white).sum()))
+    return sanity.check_gradient_masking(extra, len(clean_hit), eps_list, label)
 
 
 def _probe_checks(net, model_name, scenario, data, threshold, eps_list, attacks, results,
@@ -466,8 +528,13 @@ def parse_args(argv=None):
     parser.add_argument('--nfolds', type=int, default=10, help='folds of that calibration')
     parser.add_argument('--mode', default='impersonation',
                         choices=('impersonation', 'dodging', 'both'))
-    parser.add_argument('--attacks', type=choice_list(DEFAULT_ATTACKS), default=list(DEFAULT_ATTACKS),
-                        help='comma-separated, from %s' % ','.join(DEFAULT_ATTACKS))
+    parser.add_argument('--attacks', type=choice_list(ALL_ATTACKS), default=list(DEFAULT_ATTACKS),
+                        help='comma-separated, from %s (default %s)'
+                        % (','.join(ALL_ATTACKS), ','.join(DEFAULT_ATTACKS)))
+    parser.add_argument('--aa-iterations', type=int, default=100,
+                        help='iterations of apgd (alone or in autoattack; reference: 100)')
+    parser.add_argument('--aa-queries', type=int, default=5000,
+                        help='queries of square (alone or in autoattack; reference: 5000)')
     parser.add_argument('--eps', type=float_list, default=list(map(float, DEFAULT_EPS)),
                         help='comma-separated L-inf budgets on the 0-255 scale '
                              '(default %s)' % ','.join(map(str, DEFAULT_EPS)))
@@ -552,12 +619,12 @@ def main(argv=None):
     import mxnet as mx
     from eval import report, sanity
     from eval.model import Network
-    from eval.verification import load_targets, parse_ctx, read_image_size
+    from eval.verification import image_size_rule, load_targets, parse_ctx
     from src.checkpoint import parse_model_spec
     try:
         prefix, epoch = parse_model_spec(args.model)
-        image_size = args.image_size or read_image_size(args.data_dir)
-        images, issame = load_targets(args.data_dir, [args.target], image_size)[args.target]
+        images, issame = load_targets(args.data_dir, [args.target],
+                                      *image_size_rule(args))[args.target]
         ctx = parse_ctx(args.ctx, args.gpu)
         net = Network.load(args.model, output='embedding', ctx=ctx)
         np.random.seed(args.seed)
@@ -573,7 +640,8 @@ def main(argv=None):
         net, images, issame, threshold, args.attacks, args.eps, args.mode, args.num_pairs,
         args.steps, args.step, args.step_scale, args.mu, args.batch_size, args.seed, name,
         not args.no_sanity, args.large_eps, args.check_eps, args.min_eps, args.min_eps_attack,
-        args.min_eps_max, args.min_eps_steps, not args.no_progress)
+        args.min_eps_max, args.min_eps_steps, not args.no_progress, args.aa_iterations,
+        args.aa_queries)
     results['settings'].update(model=args.model, data_dir=args.data_dir, target=args.target,
                                image_size=list(images.shape[1:3]), threshold_info=threshold_info)
     all_passed = not results['checks'] or sanity.report_checks(

@@ -9,8 +9,11 @@ Every attack has the same call::
 ``model`` is an ``eval.model.Network``; its ``output`` decides what the attack means:
 
 * ``'logits'`` (classifier): ``y`` holds labels (untargeted: success = misclassified) or target
-  labels (``targeted=True``: success = predicted as the target). Losses: ``'ce'`` (cross-entropy)
-  or ``'cw'`` (Carlini-Wagner margin max_{j!=y} z_j - z_y, used under the L-inf budget).
+  labels (``targeted=True``: success = predicted as the target). Losses: ``'ce'`` (cross-entropy),
+  ``'cw'`` (Carlini-Wagner margin max_{j!=y} z_j - z_y, used under the L-inf budget) or ``'dlr'``
+  (Croce & Hein's difference of logits ratio; eval.attack_losses). An untargeted objective may
+  also be steered toward an auxiliary ``target`` class per sample (APGD-T, FAB-T): success stays
+  "misclassified", only the loss changes (``Objective.value_and_grad(x, ref, target)``).
 * ``'embedding'`` (feature-level): distances are between L2-normalised embeddings.
   ``targeted=True`` is impersonation: ``y`` is the target (embeddings (N, D), or images that
   are embedded first) and the attack lowers the distance to it; success = squared Euclidean
@@ -34,6 +37,10 @@ recorded with ``train_mode=True`` on that copy: the same function as ``model.blo
 inference mode, with correct backward passes. Outputs and success are computed on
 ``model.block`` itself.
 
+AutoAttack's attacks follow the same interface on this module's ``Objective``, ``linf_bounds``
+and ``run_attack``: eval/apgd.py (APGD, APGD-T), eval/fab.py (FAB-T), eval/square.py (Square) and
+the suite in eval/autoattack.py.
+
 Note on dodging from the clean embedding (``y=None``): the distance has a minimum (zero
 gradient) at x itself, so an attack without random start (FGSM, BIM, MI-FGSM) follows the
 sign of round-off noise there, or does not move at all (a warning says so). Use PGD's random
@@ -48,8 +55,9 @@ import numpy as np
 import mxnet as mx
 from tqdm import tqdm
 
-CLASSIFIER_LOSSES = ('ce', 'cw')
-EMBEDDING_LOSSES = ('cos', 'sqeuclidean')
+from eval.attack_losses import (CLASSIFIER_LOSSES, EMBEDDING_LOSSES, classifier_loss,
+                                embedding_loss)
+
 
 
 def _to_numpy(x):
@@ -156,35 +164,32 @@ class Objective:
                              'got shape %s' % (len(x), y.shape))
         return l2_normalise(y)
 
-    def _objective(self, out, ref):
-        """Per-sample objective (NDArray (N,)) from the network output."""
+    def head(self, out, ref, target=None):
+        """(value, d value / d out) from the NumPy network output (eval.attack_losses)."""
+        if target is not None and (self.on_embedding or self.targeted):
+            raise ValueError('an auxiliary target class applies to untargeted attacks on a '
+                             'classifier only')
         if self.on_embedding:
-            feat = mx.nd.L2Normalization(out, mode='instance')
-            if self.loss == 'cos':
-                dist = 1.0 - mx.nd.sum(feat * ref, axis=1)
-            else:
-                dist = mx.nd.sum(mx.nd.square(feat - ref), axis=1)
-            return -dist if self.targeted else dist
-        if self.loss == 'ce':
-            picked = mx.nd.pick(mx.nd.log_softmax(out, axis=1), ref, axis=1)
-            return picked if self.targeted else -picked
-        onehot = mx.nd.one_hot(ref, depth=out.shape[1])
-        z_ref = mx.nd.sum(out * onehot, axis=1)
-        z_other = mx.nd.max(out - onehot * 1e9, axis=1)
-        return z_ref - z_other if self.targeted else z_other - z_ref
+            return embedding_loss(out, ref, self.loss, self.targeted)
+        return classifier_loss(out, ref, self.loss, self.targeted, target)
 
-    def _ref_nd(self, ref):
-        dtype = 'float32' if self.on_embedding else 'int64'
-        return mx.nd.array(ref, ctx=self.model.ctx, dtype=dtype)
-
-    def value_and_grad(self, x, ref):
+    def value_grad_output(self, x, ref, target=None):
+        """Objective, its input gradient and the network output (NumPy) from ONE forward and
+        backward pass: what an iterative attack needs per step. The objective is computed on
+        the output in NumPy and its output gradient back-propagated (no loss operators in
+        the recorded graph)."""
         x_nd = mx.nd.array(x, ctx=self.model.ctx)
         x_nd.attach_grad()
-        ref_nd = self._ref_nd(ref)
         with mx.autograd.record(train_mode=True):  # safe on gradient_block: see module doc
-            value = self._objective(gradient_block(self.model)(x_nd), ref_nd)
-        value.backward()
-        return value.asnumpy(), x_nd.grad.asnumpy()
+            out = gradient_block(self.model)(x_nd)
+        out_np = out.asnumpy()
+        value, d_out = self.head(out_np, ref, target)
+        out.backward(mx.nd.array(d_out.reshape(out.shape), ctx=self.model.ctx))
+        return value, x_nd.grad.asnumpy(), out_np
+
+    def value_and_grad(self, x, ref, target=None):
+        value, grad, _ = self.value_grad_output(x, ref, target)
+        return value, grad
 
     def success_from_output(self, out, ref):
         """Per-sample success (bool NumPy) from NumPy outputs (logits or raw embeddings)."""
@@ -194,10 +199,10 @@ class Objective:
         pred = np.argmax(out, axis=1)
         return pred == ref if self.targeted else pred != ref
 
-    def evaluate(self, x, ref):
-        out = self.model.block(mx.nd.array(x, ctx=self.model.ctx))
-        value = self._objective(out, self._ref_nd(ref)).asnumpy()
-        return value, self.success_from_output(out.asnumpy(), ref)
+    def evaluate(self, x, ref, target=None):
+        """Objective and success without gradients, on ``model.block`` (forward only)."""
+        out = self.model.block(mx.nd.array(x, ctx=self.model.ctx)).asnumpy()
+        return self.head(out, ref, target)[0], self.success_from_output(out, ref)
 
 
 class Attack:
@@ -223,13 +228,18 @@ class Attack:
     def targeted(self):
         return self.objective.targeted
 
-    def __call__(self, x, y=None):
+    def check_images(self, x):
+        """x as float32 NumPy (N, C, H, W) inside ``pixel_range``, or a ValueError."""
         x = _to_numpy(x)
         if x.ndim != 4:
             raise ValueError('expected images (N, C, H, W), got shape %s' % (x.shape,))
         if x.size and (x.min() < self.pixel_range[0] or x.max() > self.pixel_range[1]):
             raise ValueError('images span [%g, %g], outside pixel_range %s'
                              % (x.min(), x.max(), self.pixel_range))
+        return x
+
+    def __call__(self, x, y=None):
+        x = self.check_images(x)
         if (y is None and self.objective.on_embedding and not self.targeted
                 and not getattr(self, 'random_start', False)):
             warnings.warn('%s dodging from the clean embedding of x starts at a zero-gradient '
@@ -436,6 +446,13 @@ def random_targets(labels, num_classes, seed=None):
     labels = np.asarray(labels, dtype=np.int64)
     shift = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
     return (labels + shift) % num_classes
+
+
+def ranked_classes(model, x, batch_size=256):
+    """Classes of each image by decreasing clean logit, (N, classes): column 0 is the predicted
+    class, column r the (r+1)-th most likely one (APGD-T's and FAB-T's target order)."""
+    logits = model.predict(np.asarray(x, dtype=np.float32), max(1, batch_size))
+    return np.argsort(-logits, axis=1, kind='stable')
 
 
 def run_attack(attack, x, y=None, batch_size=128, progress=True, desc=None):

@@ -12,9 +12,14 @@ A results dict (what ``eval.attack_mnist.evaluate_robustness`` returns, and what
      ...}                                        # anything else (settings, probes) is kept
 
 One curve per (model, mode, attack), so several models (e.g. vanilla and MTER) share a table and
-a figure: in the plot colour = attack, line style = model/mode. ``clean`` (accuracy on clean
-inputs, or clean verification accuracy for hit rates) sits beside every row of the table.
-The table prints fractions as percentages with ``DIGITS`` decimals (``percent``).
+a figure: in the plot each model's ``worst-case`` curve is drawn thick in the model's own colour
+with its clean figure beside it (what a reader looks at first); the single attacks are thin,
+colour = attack, line style = model/mode. ``clean`` (accuracy on clean inputs, or clean
+verification accuracy for hit rates) sits beside every row of the table. A curve may carry
+``num_samples`` (images it was computed on; AutoAttack may run on fewer): the table then has an
+``images`` column. ``results['autoattack']`` (optional) holds AutoAttack's per-stage records
+(``format_stage_table``). The table prints fractions as percentages with ``DIGITS`` decimals
+(``percent``).
 """
 import json
 import os
@@ -56,13 +61,7 @@ def validate(results):
                                 len(curve['values']), n_eps))
 
 
-def format_table(results):
-    """Markdown table: model | mode | attack | clean | one column per eps (percentages)."""
-    validate(results)
-    header = ['model', 'mode', 'attack', 'clean'] + ['eps=%s' % format_eps(e)
-                                                      for e in results['eps']]
-    rows = [[c['model'], c['mode'], c['attack'], percent(c['clean'])]
-            + [percent(v) for v in c['values']] for c in results['curves']]
+def _markdown(header, rows):
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
 
     def line(cells):
@@ -71,11 +70,52 @@ def format_table(results):
     return '\n'.join([line(header), rule] + [line(r) for r in rows])
 
 
+def format_table(results):
+    """Markdown table: model | mode | attack | [images |] clean | one column per eps."""
+    validate(results)
+    counts = any('num_samples' in c for c in results['curves'])
+    header = (['model', 'mode', 'attack'] + (['images'] if counts else []) + ['clean']
+              + ['eps=%s' % format_eps(e) for e in results['eps']])
+    rows = [[c['model'], c['mode'], c['attack']]
+            + ([c.get('num_samples', results.get('num_samples', ''))] if counts else [])
+            + [percent(c['clean'])] + [percent(v) for v in c['values']]
+            for c in results['curves']]
+    return _markdown(header, rows)
+
+
+def format_stage_table(records):
+    """Markdown table of AutoAttack runs, one row per stage: images attacked, broken,
+    surviving (and as robust accuracy), seconds; a 'clean' row starts each run."""
+    header = ['model', 'eps', 'attack', 'stage', 'attacked', 'broken', 'robust', 'robust (%)',
+              'seconds']
+    rows = []
+    for r in records:
+        n = max(r['num_images'], 1)
+        label = r['attack'] + ('' if r['standard_settings'] else '*')
+        rows.append([r['model'], format_eps(r['eps']), label, 'clean', r['num_images'], '',
+                     r['clean_correct'], percent(r['clean_correct'] / n), ''])
+        rows += [[r['model'], format_eps(r['eps']), label, s['stage'], s['attacked'],
+                  s['broken'], s['robust'], percent(s['robust'] / n), '%.1f' % s['seconds']]
+                 for s in r['stages']]
+    table = _markdown(header, rows)
+    if any(not r['standard_settings'] for r in records):
+        custom = sorted({json.dumps(r['settings'], sort_keys=True) for r in records
+                         if not r['standard_settings']})
+        table += ('\n\n* not the reference settings (100 iterations, 9 targets, 5000 queries): '
+                  + '; '.join(custom))
+    return table
+
+
 def parse_table(text):
-    """The rows of a table written by ``format_table`` as dicts of strings (for checks/tests)."""
+    """The rows of the first table in ``text`` (the one ``format_table`` writes; results.md has
+    the stage table after it) as dicts of strings (for checks/tests)."""
     def cells(row):
         return [c.strip() for c in row.strip().strip('|').split('|')]
-    rows = [r for r in text.splitlines() if r.startswith('|') and not r.startswith('|-')]
+    lines = text.splitlines()
+    first = next(i for i, r in enumerate(lines) if r.startswith('|'))
+    block = lines[first:]
+    block = block[:next((i for i, r in enumerate(block) if not r.startswith('|')), len(block))]
+    rows = [r for r in block if not r.startswith('|-')]
     header = cells(rows[0])
     return [dict(zip(header, cells(r))) for r in rows[1:]]
 
@@ -96,58 +136,85 @@ def write_json(results, path):
 def write_markdown(results, path, title):
     metric = METRICS[results['metric']]['label']
     parts = ['# %s' % title, '', '%s; clean = on unperturbed inputs.' % metric, '',
-             format_table(results), '', '## Sanity checks', '',
-             format_checks(results.get('checks'))]
+             format_table(results)]
+    if results.get('autoattack'):
+        parts += ['', '## AutoAttack stages', '', format_stage_table(results['autoattack'])]
+    parts += ['', '## Sanity checks', '', format_checks(results.get('checks'))]
     if results.get('settings'):
         parts += ['', '## Settings', '', '```', json.dumps(results['settings'], indent=1), '```']
     with open(path, 'w') as f:
         f.write('\n'.join(parts) + '\n')
 
 
+MODEL_COLOURS = ('black', '#b2182b', '#08519c', '#006d2c', '#54278f', '#8c510a')
+
+
+def _headline(curves):
+    """The curve a reader looks at first in a group: its worst case, else its only curve."""
+    worst = [c for c in curves if c['attack'] == 'worst-case']
+    return worst[0] if worst else (curves[0] if len(curves) == 1 else None)
+
+
 def plot_curves(results, path, title=None):
-    """PNG: metric vs eps, one line per curve (colour = attack, style = model/mode), each
-    model's clean figure as a thin horizontal line of its style."""
+    """PNG: metric vs eps. Each model/mode's worst-case curve is thick in the model's own colour,
+    with its clean figure beside it (a dashed line of that colour, the value written at the
+    right) and its image count in the legend; the single attacks are thin and faint (colour =
+    attack, line style = model/mode)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     validate(results)
+    eps, metric = results['eps'], METRICS[results['metric']]['label']
+    groups = {}
+    for curve in results['curves']:
+        groups.setdefault((curve['model'], curve['mode']), []).append(curve)
+    models = list(dict.fromkeys(c['model'] for c in results['curves']))
     attacks = list(dict.fromkeys(c['attack'] for c in results['curves']))
-    groups = list(dict.fromkeys((c['model'], c['mode']) for c in results['curves']))
-    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    eps = results['eps']
-    for curve in results['curves']:
-        group = groups.index((curve['model'], curve['mode']))
-        label = curve['attack'] if len(groups) == 1 else '%s, %s (%s)' % (
-            curve['model'], curve['attack'], curve['mode'])
-        ax.plot(eps, [100 * v for v in curve['values']], marker='o', markersize=3,
-                color=colours[attacks.index(curve['attack']) % len(colours)],
-                linestyle=LINESTYLES[group % len(LINESTYLES)], label=label)
-    clean_seen = set()
-    for curve in results['curves']:
-        if curve['model'] in clean_seen:
+    faint = plt.get_cmap('Set2').colors
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for g, ((model, mode), curves) in enumerate(groups.items()):
+        style = LINESTYLES[g % len(LINESTYLES)]
+        head = _headline(curves)
+        for curve in curves:
+            if curve is head:
+                continue
+            label = curve['attack'] if len(groups) == 1 else '%s, %s%s' % (
+                model, curve['attack'], '' if mode == 'white-box' else ' (%s)' % mode)
+            ax.plot(eps, [100 * v for v in curve['values']], marker='o', markersize=2,
+                    linewidth=1.2, linestyle=style, label=label,
+                    color=faint[attacks.index(curve['attack']) % len(faint)])
+        if head is None:
             continue
-        clean_seen.add(curve['model'])
-        group = groups.index((curve['model'], curve['mode']))
-        ax.axhline(100 * curve['clean'], color='grey', linewidth=0.8,
-                   linestyle=LINESTYLES[group % len(LINESTYLES)],
-                   label='clean (%s)' % curve['model'])
+        colour = MODEL_COLOURS[models.index(model) % len(MODEL_COLOURS)]
+        n = head.get('num_samples', results.get('num_samples'))
+        what = model if mode == 'white-box' else '%s (%s)' % (model, mode)
+        ax.plot(eps, [100 * v for v in head['values']], marker='o', markersize=5, linewidth=2.8,
+                color=colour, linestyle='-' if mode == 'white-box' else style, zorder=5,
+                label='%s %s%s' % (what, head['attack'], '' if n is None else ', n=%d' % n))
+        ax.axhline(100 * head['clean'], color=colour, linewidth=1, linestyle='--', alpha=0.8,
+                   label='%s clean %s%%' % (what, percent(head['clean'])))
+        ax.text(1.01, 100 * head['clean'], 'clean %s%%' % percent(head['clean']), color=colour,
+                fontsize=7, va='center', transform=ax.get_yaxis_transform())
     ax.set_xlabel('eps (L-inf)')
-    ax.set_ylabel(METRICS[results['metric']]['label'])
+    ax.set_ylabel(metric)
     ax.set_ylim(-2, 102)
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title('\n'.join(textwrap.wrap(title, 70)), fontsize=9)
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.15, 1.0), borderaxespad=0)
     fig.savefig(path, dpi=120, bbox_inches='tight')
     plt.close(fig)
 
 
 def write_report(results, out_dir=None, title='Robustness', plot_name='robust_accuracy.png',
-                 stream=sys.stdout):
-    """Prints the table (and checks) to ``stream``; with ``out_dir`` also writes results.json,
-    results.md and the PNG there. Returns {'json': path, 'md': path, 'png': path} (or {})."""
+                 stream=None):
+    """Prints the table (and checks) to ``stream`` (default: the current sys.stdout); with
+    ``out_dir`` also writes results.json, results.md and the PNG there. Returns {'json': path,
+    'md': path, 'png': path} (or {})."""
+    stream = stream or sys.stdout
     print(format_table(results), file=stream)
+    if results.get('autoattack'):
+        print('\nAutoAttack stages:\n' + format_stage_table(results['autoattack']), file=stream)
     if results.get('checks'):
         print('\nsanity checks:\n' + format_checks(results['checks']), file=stream)
     if not out_dir:

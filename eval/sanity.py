@@ -20,7 +20,9 @@ from eval.report import METRICS, percent
 Check = collections.namedtuple('Check', 'name passed detail')
 
 ONE_STEP_ATTACKS = ('fgsm', 'fftgsm')
-ITERATIVE_ATTACKS = ('bim', 'pgd', 'mifgsm', 'cw', 'iftgsm', 'miftgsm')
+ITERATIVE_ATTACKS = ('bim', 'pgd', 'mifgsm', 'cw', 'iftgsm', 'miftgsm', 'apgd', 'apgd-ce',
+                     'apgd-dlr', 'apgd-t', 'fab-t', 'autoattack', 'autoattack-fast')
+MASKING_MARGIN = 0.002  # fraction of images: the reference's check_square_sr (0.2%)
 
 
 def _strength(metric, value):
@@ -70,6 +72,8 @@ def check_iterative_vs_one_step(results, tol=0.005):
         bad = []
         for base in one_step:
             for curve in iterative:
+                if curve.get('num_samples') != base.get('num_samples'):
+                    continue  # other images: compared on a common subset by the caller
                 for i, e in enumerate(eps):
                     if (_strength(metric, curve['values'][i])
                             < _strength(metric, base['values'][i]) - tol):
@@ -144,6 +148,22 @@ def check_gradients(model, x, y=None, threshold=1.0, min_nonzero=0.99, fd_tol=0.
               'directional derivative vs finite differences: relative error %.3f (needs < %g)'
               % (finite, 100 * nonzero, 100 * min_nonzero, rel_err, fd_tol))
     return Check('gradients finite, non-zero, correct', passed, detail)
+
+
+def check_gradient_masking(extra_broken, num_images, eps, what, margin=MASKING_MARGIN,
+                           min_images=1):
+    """The gradient-masking tell (AutoAttack's check_square_sr): ``extra_broken[i]`` images at
+    ``eps[i]`` were broken by the black-box Square attack although every white-box attack failed
+    on them. Gradient-based attacks that work leave Square nothing: more than ``min_images``
+    image(s) and more than ``margin`` of the ``num_images`` images means masked or obfuscated
+    gradients, and the white-box figures overstate robustness."""
+    allowed = max(min_images, margin * num_images)
+    bad = [k > allowed for k in extra_broken]
+    detail = ('images Square broke that every white-box attack failed on, of %d: %s (allowed: '
+              '%d image(s) or %.1f%%)' % (num_images, ', '.join(
+                  '%d at eps=%g%s' % (k, e, ' FAIL' if b else '')
+                  for k, e, b in zip(extra_broken, eps, bad)), min_images, 100 * margin))
+    return Check('no gradient masking: black-box <= white-box [%s]' % what, not any(bad), detail)
 
 
 def run_table_checks(results, tol=0.005):

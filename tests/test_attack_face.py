@@ -83,8 +83,11 @@ def test_impersonation_respects_eps_and_moves_toward_target(face, threshold_json
             assert x_adv.shape == x.shape
             assert np.max(np.abs(x_adv - x)) <= eps
             assert x_adv.min() >= 0 and x_adv.max() <= 255
+            # the reported distance is the returned image's (distances are in [0, 4]; the
+            # embeddings are recomputed through the same batch size)
             np.testing.assert_allclose(
-                out['dist'], AF.distances(face['net'].predict(x_adv), ref), atol=1e-5)
+                out['dist'], AF.distances(face['net'].predict(x_adv, batch_size=4), ref),
+                atol=1e-4)
             np.testing.assert_array_equal(out['hit'], out['dist'] < threshold)
             mean_dist[name, eps] = out['dist'].mean()
             assert out['dist'].mean() < clean.mean()
