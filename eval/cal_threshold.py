@@ -19,6 +19,8 @@ pair matches when cos > it).
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 
 import numpy as np
@@ -26,8 +28,8 @@ import numpy as np
 from src.atomic import atomic_write
 
 from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args, combine_flip,
-                               embed_pairs, load_targets, pair_distances, parse_ctx,
-                               read_image_size, val_far_folds)
+                               embed_pairs, image_size_rule, load_targets, pair_distances,
+                               parse_ctx, val_far_folds)
 
 DISTANCE = 'squared_euclidean_normalized'
 
@@ -65,10 +67,22 @@ def save_threshold(path, record):
     atomic_write(path, write)
 
 
+def check_threshold(value, where):
+    """A match threshold must be a finite squared distance of unit vectors in (0, 4]; returns it
+    as a float, else raises ValueError naming ``where`` (the flag or the file)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and 0 < value <= 4
+    if not ok:
+        raise ValueError('%s: the threshold is a squared Euclidean distance of normalised '
+                         'embeddings: expected a number in (0, 4], got %r' % (where, value))
+    return float(value)
+
+
 def load_threshold(path, key='threshold'):
     """The threshold (squared Euclidean distance of normalised embeddings) saved in ``path``.
 
     ``key``: 'threshold' (at the saved FAR) or 'best_acc_threshold' (if it was computed).
+    The value is checked as on the command line (``check_threshold``).
     """
     try:
         with open(path) as f:
@@ -81,14 +95,14 @@ def load_threshold(path, key='threshold'):
     if record.get('distance', DISTANCE) != DISTANCE:
         raise ValueError('%s: threshold is on distance %r, expected %r'
                          % (path, record['distance'], DISTANCE))
-    return float(record[key])
+    return check_threshold(record[key], '%s "%s"' % (path, key))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Distance threshold at a target FAR (10-fold, interpolated, averaged) of a '
                     'face model on a .bin verification set; saved as JSON for the attack tools.')
-    add_model_args(parser)
+    add_model_args(parser, onnx=True)
     parser.add_argument('--data-dir', required=True, help='folder holding <target>.bin')
     parser.add_argument('--target', default='lfw', help='one set name (default %(default)s)')
     parser.add_argument('--far', type=float, default=1e-3, help='target false accept rate')
@@ -98,26 +112,31 @@ def main(argv=None):
     parser.add_argument('--best-acc', action='store_true',
                         help='also the best-accuracy threshold on all pairs')
     parser.add_argument('--out', default=None,
-                        help='JSON to write (default: <prefix>-<epoch>-<target>-threshold.json)')
+                        help='JSON to write (default: <prefix>-<epoch>-<target>-threshold.json, '
+                             'or <model>-<target>-threshold.json beside a .onnx model)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     if ',' in args.target:
         parser.error('--target takes one set, got %r' % args.target)
 
-    from eval.model import Network
+    from eval.onnx_model import is_onnx_path, load_network
     from src.checkpoint import parse_model_spec
     try:
-        prefix, epoch = parse_model_spec(args.model)
-        image_size = args.image_size or read_image_size(args.data_dir)
-        images, issame = load_targets(args.data_dir, [args.target], image_size)[args.target]
+        if is_onnx_path(args.model):    # an exported model: the JSON goes beside the file
+            stem = '%s-%s' % (os.path.splitext(args.model)[0], args.target)
+        else:
+            prefix, epoch = parse_model_spec(args.model)
+            stem = '%s-%04d-%s' % (prefix, epoch, args.target)
+        images, issame = load_targets(args.data_dir, [args.target],
+                                      *image_size_rule(args))[args.target]
         ctx = parse_ctx(args.ctx, args.gpu)
+        net = load_network(args.model, output='embedding', ctx=ctx)
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
-    net = Network.load(args.model, output='embedding', ctx=ctx)
     record = dict(model=args.model, target=args.target)
     record.update(calibrate(net, images, issame, args.batch_size, args.far, args.nfolds,
                             args.flip, args.best_acc))
-    out = args.out or '%s-%04d-%s-threshold.json' % (prefix, epoch, args.target)
+    out = args.out or stem + '-threshold.json'
     save_threshold(out, record)
     print('[%s] threshold at FAR=%g: %.5f (per fold %s; VAL %.5f)' % (
         args.target, args.far, record['threshold'],

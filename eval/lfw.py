@@ -93,7 +93,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='LFW verification accuracy from the aligned image folder and pairs.txt '
                     '(images must already be aligned face crops; no detection is done).')
-    add_model_args(parser)
+    add_model_args(parser, onnx=True)
     parser.set_defaults(image_size=(112, 112))
     parser.add_argument('--lfw-dir', required=True, help='folder of <Name>/<Name>_NNNN.<ext>')
     parser.add_argument('--pairs', default=None, help='pairs.txt (default: LFW_DIR/pairs.txt)')
@@ -103,18 +103,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
 
-    from eval.model import Network
+    from eval.onnx_model import is_onnx_path, load_network
     from src.checkpoint import parse_model_spec
     pairs_path = args.pairs or os.path.join(args.lfw_dir, 'pairs.txt')
     try:
-        prefix, epoch = parse_model_spec(args.model)
+        # an exported .onnx model has no epoch
+        prefix, epoch = (args.model, None) if is_onnx_path(args.model) else \
+            parse_model_spec(args.model)
         images, issame, skipped = load_lfw(args.lfw_dir, pairs_path, args.image_size, args.ext)
         ctx = parse_ctx(args.ctx, args.gpu)
+        net = load_network(args.model, output='embedding', ctx=ctx)
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     if skipped:
         logging.warning('skipped %d pairs with a missing image', skipped)
-    net = Network.load(args.model, output='embedding', ctx=ctx)
     result = evaluate_images(net, images, issame, args.batch_size, args.nfolds)
     row = dict(model=prefix, epoch=epoch, target='lfw', skipped_pairs=skipped, **result)
     print_rows([row], args.json, format_table)

@@ -24,13 +24,18 @@ def _logits_output(sym):
     return internals['fc7_output']
 
 
+def output_symbol(symbol, output='embedding'):
+    """The part of a checkpoint symbol that ends in ``output`` ('embedding' or 'logits')."""
+    if output not in OUTPUTS:
+        raise ValueError('output must be one of %s, got %r' % (OUTPUTS, output))
+    return find_embedding(symbol) if output == 'embedding' else _logits_output(symbol)
+
+
 class Network:
     def __init__(self, symbol, arg_params, aux_params, output='embedding', ctx=None):
-        if output not in OUTPUTS:
-            raise ValueError('output must be one of %s, got %r' % (OUTPUTS, output))
+        out = output_symbol(symbol, output)
         self.ctx = ctx or mx.cpu()
         self.output = output
-        out = find_embedding(symbol) if output == 'embedding' else _logits_output(symbol)
         self.block = mx.gluon.SymbolBlock(out, mx.sym.var('data', dtype='float32'))
         params = self.block.collect_params()
         given = dict(arg_params)

@@ -295,10 +295,10 @@ def evaluate_images(network_or_fn, images, issame, batch_size, nfolds=10, flip=T
     return verification_metrics(emb, emb_flip, issame, nfolds, folds=folds)
 
 
-def evaluate(network_or_fn, bin_path, batch_size, nfolds=10, image_size=None):
-    """``verification_metrics`` of a network on one ``.bin`` file (images resized to
-    ``image_size`` (H, W) if given)."""
-    images, issame = load_target(bin_path, image_size)
+def evaluate(network_or_fn, bin_path, batch_size, nfolds=10, image_size=None, resize=False):
+    """``verification_metrics`` of a network on one ``.bin`` file (``load_target``'s size
+    rules)."""
+    images, issame = load_target(bin_path, image_size, resize)
     return evaluate_images(network_or_fn, images, issame, batch_size, nfolds)
 
 
@@ -324,19 +324,38 @@ def verify_targets(network_or_fn, targets, batch_size, nfolds=10, scale=1.0, fix
 
 # ----------------------------------------------------------------------------- data sets
 
-def load_target(bin_path, image_size=None):
-    """A ``.bin`` file -> (images uint8 (2N, H, W, 3) RGB, issame bool (N,))."""
-    from data.bin_format import load_bin, decode_images
+def load_target(bin_path, image_size=None, resize=False, expected_from=None):
+    """A ``.bin`` file -> (images uint8 (2N, H, W, 3) RGB, issame bool (N,)).
+
+    ``image_size`` (H, W): the size the model expects (``expected_from`` says where that comes
+    from, for the error). Images of another size are an error naming both sizes, unless
+    ``resize`` (an explicit --image-size): then they are resized, with a warning in the log.
+    """
+    from data.bin_format import ImageSizeError, decode_images, load_bin, stored_image_size
     bins, issame = load_bin(bin_path)
     try:
-        images = decode_images(bins, image_size)
+        images = decode_images(bins, image_size, resize=resize)
+    except ImageSizeError as err:
+        if image_size is None:
+            raise ValueError('%s: images of different sizes (%s); pass --image-size H,W to '
+                             'resize them' % (bin_path, err)) from None
+        raise ValueError('%s holds %dx%d images but %s %dx%d (%s); pass --image-size H,W to '
+                         'resize them' % (bin_path, err.found[0], err.found[1],
+                                          expected_from or 'the model expects',
+                                          err.expected[0], err.expected[1], err)) from None
     except ValueError as err:
         raise ValueError('%s: %s' % (bin_path, err)) from None
+    if resize and image_size is not None and bins:
+        stored = stored_image_size(bins)
+        if stored != tuple(image_size):
+            log.warning('%s: resized its %dx%d images to %dx%d (--image-size)', bin_path,
+                        stored[0], stored[1], image_size[0], image_size[1])
     return images, np.asarray(issame, dtype=bool)
 
 
-def load_targets(data_dir, names, image_size=None):
-    """OrderedDict name -> (images, issame) from ``data_dir/<name>.bin``.
+def load_targets(data_dir, names, image_size=None, resize=False, expected_from=None):
+    """OrderedDict name -> (images, issame) from ``data_dir/<name>.bin`` (``load_target``'s
+    size rules).
 
     A missing file raises FileNotFoundError listing the ``.bin`` files that are there.
     """
@@ -350,18 +369,24 @@ def load_targets(data_dir, names, image_size=None):
         raise FileNotFoundError('missing verification set(s) %s; %s has %s' % (
             ', '.join(missing), data_dir,
             ('these .bin files: ' + ', '.join(found)) if found else 'no .bin files'))
-    return OrderedDict((n, load_target(p, image_size)) for n, p in paths)
+    return OrderedDict((n, load_target(p, image_size, resize, expected_from)) for n, p in paths)
 
 
 def read_image_size(data_dir):
     """(H, W) from an InsightFace ``property`` file (``num_classes,H,W``), or None."""
+    from data.face_rec import read_property
     path = os.path.join(data_dir, 'property')
-    if not os.path.isfile(path):
-        return None
-    fields = open(path).read().strip().split(',')
-    if len(fields) != 3 or not all(f.strip().isdigit() for f in fields):
-        raise ValueError('%s: expected one line "num_classes,H,W", got %r' % (path, fields))
-    return int(fields[1]), int(fields[2])
+    return read_property(path)[1] if os.path.isfile(path) else None
+
+
+def image_size_rule(args):
+    """(image_size, resize, expected_from) of an eval tool's --image-size and --data-dir:
+    an explicit --image-size resizes the .bin images to it (logged); otherwise the size in
+    DATA_DIR/property, if there is one, must be theirs; otherwise their stored size is used."""
+    if args.image_size:
+        return tuple(args.image_size), True, '--image-size'
+    size = read_image_size(args.data_dir)
+    return size, False, ('%s says' % os.path.join(args.data_dir, 'property')) if size else None
 
 
 def parse_image_size(text):
@@ -407,14 +432,17 @@ def parse_ctx(ctx=None, gpu=None):
     return mx.cpu()
 
 
-def add_model_args(parser):
-    """Arguments shared by the evaluation CLIs."""
+def add_model_args(parser, onnx=False):
+    """Arguments shared by the evaluation CLIs (``onnx``: the tool also runs .onnx files)."""
     parser.add_argument('--model', required=True,
                         help='prefix,epoch (also prefix,3|5|7 for several epochs, or just prefix '
-                             'for every saved prefix-NNNN.params)')
+                             'for every saved prefix-NNNN.params)' + (
+                                 '; or an exported model.onnx (deploy/export_onnx.py), run by '
+                                 'onnxruntime' if onnx else ''))
     parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
     parser.add_argument('--image-size', type=parse_image_size, default=None,
-                        help='H,W the images are resized to (default: from DATA_DIR/property, '
+                        help='H,W the .bin images are resized to (logged); default: they must '
+                             'have the size in DATA_DIR/property (if any; an error otherwise), '
                              'else the stored size)')
     parser.add_argument('--gpu', type=int, default=None, help='GPU id (default: CPU)')
     parser.add_argument('--ctx', default=None, help='context: cpu, gpu or gpu:N (overrides --gpu)')
@@ -423,7 +451,7 @@ def add_model_args(parser):
 def format_table(rows):
     """rows: dicts with model, epoch, target and metrics -> aligned text table."""
     header = ['model', 'epoch', 'target', 'Accuracy-Flip', 'XNorm', 'VAL@FAR=1e-3']
-    lines = [[r['model'], str(r['epoch']), r['target'],
+    lines = [[r['model'], '-' if r['epoch'] is None else str(r['epoch']), r['target'],
               '%1.5f+-%1.5f' % (r['acc_mean'], r['acc_std']), '%.4f' % r['xnorm'],
               '%1.5f+-%1.5f (FAR %1.5f)' % (r['val'], r['val_std'], r['far'])] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *lines)]
@@ -440,8 +468,8 @@ def plot_roc(rows, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 5))
     for r in rows:
-        ax.plot(r['fpr'], r['tpr'], label='%s,%d %s (%.4f)' % (
-            os.path.basename(r['model']), r['epoch'], r['target'], r['acc_mean']))
+        name = os.path.basename(r['model']) + ('' if r['epoch'] is None else ',%d' % r['epoch'])
+        ax.plot(r['fpr'], r['tpr'], label='%s %s (%.4f)' % (name, r['target'], r['acc_mean']))
     ax.set_xlabel('false positive rate')
     ax.set_ylabel('true positive rate')
     ax.set_xlim(0, 1)
@@ -457,7 +485,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Face verification accuracy (InsightFace protocol: image+flip embeddings, '
                     '10-fold Accuracy-Flip, XNorm, VAL@FAR=1e-3) on .bin pair sets.')
-    add_model_args(parser)
+    add_model_args(parser, onnx=True)
     parser.add_argument('--data-dir', required=True, help='folder holding the <target>.bin files')
     parser.add_argument('--target', default=DEFAULT_TARGETS,
                         help='comma-separated set names, e.g. lfw,cfp_fp,cfp_ff,agedb_30,calfw,'
@@ -468,17 +496,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
 
-    from eval.model import Network
+    from eval.onnx_model import is_onnx_path, load_network
     try:
-        prefix, epochs = model_epochs(args.model)
-        image_size = args.image_size or read_image_size(args.data_dir)
-        targets = load_targets(args.data_dir, args.target, image_size)
+        # an exported .onnx file is one model without epochs (loaded here: a bad file is an error)
+        onnx_net = load_network(args.model) if is_onnx_path(args.model) else None
+        prefix, epochs = (args.model, [None]) if onnx_net else model_epochs(args.model)
+        targets = load_targets(args.data_dir, args.target, *image_size_rule(args))
         ctx = parse_ctx(args.ctx, args.gpu)
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     rows = []
     for epoch in epochs:
-        net = Network.load('%s,%d' % (prefix, epoch), output='embedding', ctx=ctx)
+        net = onnx_net or load_network('%s,%d' % (prefix, epoch), output='embedding', ctx=ctx)
         results = verify_targets(net, targets, args.batch_size, args.nfolds)
         for name, r in results.items():
             rows.append(dict(model=prefix, epoch=epoch, target=name, **r))

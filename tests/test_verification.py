@@ -194,7 +194,9 @@ def test_python3_pickle_bytes_and_numpy_and_save_roundtrip(tmp_path):
     assert pickle.loads(out.read_bytes(), encoding='bytes') == (bins, [True, False])
     assert out.read_bytes()[:2] == b'\x80\x02'  # protocol 2
     assert load_bin(str(out)) == (bins, [True, False])
-    assert decode_images(bins, image_size=(4, 6)).shape == (4, 4, 6, 3)
+    assert decode_images(bins, image_size=(4, 6), resize=True).shape == (4, 4, 6, 3)
+    with pytest.raises(ValueError, match=r'image 0 is 10x8, expected 4x6'):
+        decode_images(bins, image_size=(4, 6))  # never resized unless asked
 
 
 @pytest.mark.parametrize('content', [
