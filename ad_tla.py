@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""TLA (Mao et al., NeurIPS 2019) and Madry PGD adversarial training, MXNet 1.9, on the shared
+training loop of ad_mnist.py (contexts, checkpoints, logs, progress bar).
+
+MNIST-format data with TLA's MNIST settings (TLA's CNN, PGD eps 0.3 / 40 steps of 0.01, Adam
+1e-4, margin 0.05, lambda 0.5):
+  python ad_tla.py --dataset mnist --data-dir ~/.mxnet/datasets/mnist --prefix models/tla/model
+Madry AT, the same otherwise:
+  python ad_tla.py --method at --prefix models/at/model
+CIFAR-10 with TLA's CIFAR-10 settings (Madry's wide ResNet, eps 8 / 7 steps of 2 in 0-255, SGD
+0.1 -> 0.01 -> 0.001, margin 0.03, lambda 2, pool 500, the clean-positive triplet):
+  python ad_tla.py --dataset cifar10 --data-dir /data/cifar-10-batches-bin --prefix models/c/m
+
+The triplet uses the network's embedding (the layer the checkpoint names embedding_output):
+TLA's CNN: its FC-1024 after ReLU; Madry's wide ResNet: the 640-d global pool; the o/s ResNets:
+their global pool; LeNet: its 120-d tanh layer.
+"""
+import argparse
+import logging
+
+import numpy as np
+
+from data.datasets import DATASETS, IMAGE_SHAPE, PIXEL_RANGE, kind, load_dataset
+from src import args as flags
+from src import tla
+from src.class_sampler import ClassBatchSampler
+from src.evaluate import TestAccuracy
+from src.fit import Trainer, seed_everything, setup_logging
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='TLA / Madry adversarial training on MNIST-format data or CIFAR-10.',
+        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group('data')
+    g.add_argument('--data-dir', default='',
+                   help='MNIST IDX folder (default: ~/.mxnet/datasets/mnist, else Debian '
+                        'Fashion-MNIST, else sklearn digits), or the CIFAR-10 files\' folder')
+    g.add_argument('--dataset', default='auto', choices=DATASETS,
+                   help='auto/mnist/fashion-mnist/digits (MNIST-format, pixels in [0, 1]) or '
+                        'cifar10 (pixels in [0, 255])')
+    g.add_argument('--num-train', type=flags.NON_NEGATIVE_INT, default=0,
+                   help='use only the first N training images (0: all)')
+    g.add_argument('--num-test', type=flags.NON_NEGATIVE_INT, default=0,
+                   help='evaluate on the first N test images (0: all)')
+    g.add_argument('--num-classes', type=flags.number(int, 2), default=10,
+                   help='classes of the data: every label must be in 0..N-1')
+    flags.add_network_args(parser, network=None)
+    flags.add_tla_args(parser)
+    flags.add_train_args(parser, lr_base=())
+    parser.set_defaults(loss_type=0, lr=None, wd=None)
+    for action in parser._actions:  # pylint: disable=protected-access
+        if action.dest in ('network', 'lr', 'wd', 'lr_steps'):
+            key = {'network': 'network', 'lr': 'lr', 'wd': 'wd', 'lr_steps': 'lr_steps'}
+            action.help = flags._preset_help(  # pylint: disable=protected-access
+                {'network': 'network: tla (TLA\'s MNIST CNN), wrn (Madry\'s wide ResNet), o18, '
+                            's8, l, ...', 'lr': 'start learning rate', 'wd': 'weight decay',
+                 'lr_steps': 'batches after which lr drops x0.1'}[action.dest],
+                key[action.dest])
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    setup_logging()
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    data = load_dataset(args.dataset, args.data_dir or None, args.num_classes)
+    data_kind = kind(args.dataset)
+    flags.apply_tla_preset(args, data_kind)
+    logging.info('arguments: %s', vars(args))
+    logging.info('%s', tla.describe(args))
+    train_x, train_y = data.train_x, data.train_y
+    test_x, test_y = data.test_x, data.test_y
+    if args.num_train:
+        train_x, train_y = train_x[:args.num_train], train_y[:args.num_train]
+    if args.num_test:
+        test_x, test_y = test_x[:args.num_test], test_y[:args.num_test]
+    rng = np.random.RandomState(args.seed)
+    trainer = Trainer(args, tla.Tla(args, rng), image_shape=IMAGE_SHAPE[data_kind],
+                      num_classes=args.num_classes, pixel_range=PIXEL_RANGE[data_kind],
+                      evaluate=TestAccuracy(test_x, test_y))
+    shard = trainer.worker_shard()  # everything, unless this is one worker of a dist job
+    sampler = ClassBatchSampler(train_x[shard], train_y[shard], args.batch_size,
+                                args.pool_size, rng, augment=bool(args.augment))
+    trainer.fit(sampler, trainer.epoch_batches(len(train_x), args.batch_size))
+    return trainer
+
+
+if __name__ == '__main__':
+    main()
