@@ -7,10 +7,12 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ['ad_mnist.py', 'ad_face.py', 'demo.py', 'bench/bench_mter.py',
+TOOLS = ['ad_mnist.py', 'ad_face.py', 'ad_tla.py', 'launch.py', 'demo.py',
+         'bench/bench_mter.py', 'bench/bench_tla.py', 'bench/bench_dist.py',
          'eval/attack_mnist.py', 'eval/attack_face.py', 'eval/verification.py',
-         'eval/cal_threshold.py', 'eval/lfw.py', 'eval/ytf.py', 'data/make_lst.py',
-         'data/build_rec.py', 'data/build_bin.py', 'data/synthetic.py', 'data/face_rec.py']
+         'eval/cal_threshold.py', 'eval/lfw.py', 'eval/ytf.py', 'eval/detect.py',
+         'data/make_lst.py', 'data/build_rec.py', 'data/build_bin.py', 'data/synthetic.py',
+         'data/face_rec.py', 'data/cifar10.py']
 
 
 @pytest.mark.parametrize('tool', TOOLS)
