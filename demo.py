@@ -3,11 +3,13 @@
 the same way, compared in one table and one figure (results/).
 
   python demo.py               the default budget (about 15 minutes on 2 CPU cores)
+  python demo.py --compare     vanilla, MTER, Madry AT and TLA, with detection AUCs too
   python demo.py --full        the paper's MNIST schedule (o18, two stages): for a GPU machine
   python demo.py --tiny        a few batches, to check the pipeline (used by the tests)
 
-Both models use the same network, data, schedule and seed; the only difference is the attack
-round and the MTER triplet (vanilla: --adv-round 0 --weightadv 0). Both are evaluated with
+All models use the same network, data, number of batches, optimiser and seed; vanilla and MTER
+differ only by the attack round and the MTER triplet (vanilla: --adv-round 0 --weightadv 0);
+AT and TLA (ad_tla.py) attack with PGD in the same ball. All are evaluated with
 eval.attack_mnist on the same test images: FGSM, PGD and MI-FGSM on all of them, AutoAttack on
 the first --aa-samples (its cost per image is high: the default preset runs a cheaper, labelled
 version, --aa-standard the reference's); the worst-case row (every attack, AutoAttack included,
@@ -21,7 +23,10 @@ import os
 import platform
 import time
 
+import numpy as np
+
 import ad_mnist
+import ad_tla
 from data.mnist import DATASETS, load_mnist
 from eval import report
 from eval.attack_mnist import evaluate_robustness
@@ -42,44 +47,93 @@ from eval.model import Network
 # saved checkpoints, gives the reference's settings.
 AA_SAMPLES_DEFAULT = 10
 AA_DEFAULT = dict(samples=AA_SAMPLES_DEFAULT, targets=3, queries=1000)
+
+# The models of a comparison: (name, training script, its own flags). Vanilla and MTER go
+# through ad_mnist.py (vanilla: no attack, no triplet), AT and TLA through ad_tla.py.
+VANILLA = ['--adv-round', '0', '--weightadv', '0']
+S8_MTER = ['--adv-round', '5', '--adv-step', '0.03', '--adv-sigma', '0.15', '--adv-thd', '0.05',
+           '--adv-alpha', '0.2', '--weightadv', '1']
+S8_BATCH = ['--main-per-batch-size', '96', '--adv-per-batch-size', '64']  # 32 sources
+# AT and TLA: the same 32 images per batch, the same attack budget as MTER (an L-inf ball of
+# 0.15, 5 steps; PGD from a random start, steps of a third of the ball) and optimiser; TLA's
+# own terms at its MNIST defaults (lambda 0.5, margin 0.05, norm weight 1e-4), its pool 2x the
+# batch; no label smoothing for either (none of the other models has it)
+S8_PGD = ['--batch-size', '32', '--epsilon', '0.15', '--num-steps', '5', '--step-size', '0.05',
+          '--optimizer', 'sgd', '--label-smoothing', '0']
 PRESETS = {
     'default': dict(
-        train=['--network', 's8', '--loss-type', '0', '--main-per-batch-size', '96',
-               '--adv-per-batch-size', '64', '--wd', '0.0005', '--mom', '0.9'],
-        mter=['--adv-round', '5', '--adv-step', '0.03', '--adv-sigma', '0.15',
-              '--adv-thd', '0.05', '--adv-alpha', '0.2', '--weightadv', '1'],
+        train=['--network', 's8', '--loss-type', '0', '--wd', '0.0005', '--mom', '0.9'],
+        models=[('vanilla', 'ad_mnist', S8_BATCH + VANILLA), ('MTER', 'ad_mnist',
+                                                             S8_BATCH + S8_MTER)],
         stages=[['--lr', '0.1', '--max-steps', '500', '--lr-steps', '350,450']],
         eval=dict(num_samples=400, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
                   eps=(0.02, 0.05, 0.1, 0.15), steps=10, restarts=1,
                   autoattack=AA_DEFAULT)),
+    'compare': dict(
+        train=['--network', 's8', '--loss-type', '0', '--wd', '0.0005', '--mom', '0.9'],
+        models=[('vanilla', 'ad_mnist', S8_BATCH + VANILLA),
+                ('MTER', 'ad_mnist', S8_BATCH + S8_MTER),
+                ('AT', 'ad_tla', ['--method', 'at'] + S8_PGD),
+                ('TLA', 'ad_tla', ['--method', 'tla', '--pool-size', '64'] + S8_PGD)],
+        stages=[['--lr', '0.1', '--max-steps', '500', '--lr-steps', '350,450']],
+        eval=dict(num_samples=400, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
+                  eps=(0.02, 0.05, 0.1, 0.15), steps=10, restarts=1,
+                  autoattack=AA_DEFAULT,
+                  detection=dict(num_fit=2000, num_samples=400, eps=0.1, steps=10))),
     'full': dict(
-        train=['--network', 'o18', '--loss-type', '0', '--main-per-batch-size', '2700',
-               '--adv-per-batch-size', '1800', '--end-epoch', '100'],
-        mter=['--adv-alpha', '0.2', '--adv-sigma', '0.35', '--adv-thd', '0.05',
-              '--weightadv', '1'],
+        train=['--network', 'o18', '--loss-type', '0', '--end-epoch', '100'],
+        models=[('vanilla', 'ad_mnist', ['--main-per-batch-size', '2700', '--adv-per-batch-size',
+                                         '1800'] + VANILLA),
+                ('MTER', 'ad_mnist', ['--main-per-batch-size', '2700', '--adv-per-batch-size',
+                                      '1800', '--adv-alpha', '0.2', '--adv-sigma', '0.35',
+                                      '--adv-thd', '0.05', '--weightadv', '1'])],
         stages=[['--lr', '0.1', '--lr-steps', '8000,16000', '--adv-round', '50'],
                 ['--lr', '0.01', '--lr-steps', '8000,16000', '--adv-round', '100']],
         eval=dict(num_samples=10000, attacks=('fgsm', 'bim', 'pgd', 'mifgsm', 'cw', 'autoattack'),
                   eps=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3), steps=40, restarts=1,
                   autoattack=dict(samples=1000))),
     'tiny': dict(
-        train=['--network', 's5', '--loss-type', '0', '--main-per-batch-size', '48',
-               '--adv-per-batch-size', '32'],
-        mter=['--adv-round', '2', '--adv-step', '0.02', '--adv-sigma', '0.1',
-              '--adv-thd', '0.05', '--weightadv', '1'],
+        train=['--network', 's5', '--loss-type', '0'],
+        models=[('vanilla', 'ad_mnist', ['--main-per-batch-size', '48',
+                                         '--adv-per-batch-size', '32'] + VANILLA),
+                ('MTER', 'ad_mnist', ['--main-per-batch-size', '48', '--adv-per-batch-size',
+                                      '32', '--adv-round', '2', '--adv-step', '0.02',
+                                      '--adv-sigma', '0.1', '--adv-thd', '0.05',
+                                      '--weightadv', '1'])],
         stages=[['--lr', '0.05', '--max-steps', '3', '--lr-steps', '100']],
         eval=dict(num_samples=60, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
                   eps=(0.05, 0.3), steps=3, restarts=1,
                   autoattack=dict(samples=30, iterations=5, targets=3, queries=40))),
+    'tiny-compare': dict(
+        train=['--network', 's5', '--loss-type', '0', '--wd', '0.0005'],
+        models=[('vanilla', 'ad_mnist', ['--main-per-batch-size', '24',
+                                         '--adv-per-batch-size', '16'] + VANILLA),
+                ('MTER', 'ad_mnist', ['--main-per-batch-size', '24', '--adv-per-batch-size',
+                                      '16', '--adv-round', '2', '--adv-step', '0.05',
+                                      '--adv-sigma', '0.1', '--weightadv', '1']),
+                ('AT', 'ad_tla', ['--method', 'at', '--batch-size', '8', '--epsilon', '0.1',
+                                  '--num-steps', '2', '--step-size', '0.05', '--optimizer',
+                                  'sgd']),
+                ('TLA', 'ad_tla', ['--method', 'tla', '--batch-size', '8', '--pool-size', '16',
+                                   '--epsilon', '0.1', '--num-steps', '2', '--step-size', '0.05',
+                                   '--optimizer', 'sgd'])],
+        stages=[['--lr', '0.05', '--max-steps', '3', '--lr-steps', '100']],
+        eval=dict(num_samples=40, attacks=('fgsm', 'pgd'), eps=(0.05, 0.3), steps=3,
+                  restarts=1, detection=dict(num_fit=200, num_samples=40, eps=0.1, steps=3))),
 }
+SCRIPTS = {'ad_mnist': ad_mnist, 'ad_tla': ad_tla}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
+    size.add_argument('--compare', action='store_true',
+                      help='vanilla, MTER, Madry AT and TLA (about 45 minutes on 2 CPU cores)')
     size.add_argument('--full', action='store_true', help="the paper's schedule (GPU)")
     size.add_argument('--tiny', action='store_true', help='a few batches (pipeline check)')
+    size.add_argument('--tiny-compare', action='store_true',
+                      help='the four-way comparison in a few batches (pipeline check)')
     parser.add_argument('--out-dir', default='results', help='where results and models go')
     parser.add_argument('--data-dir', default='', help='MNIST-format IDX folder (see ad_mnist)')
     parser.add_argument('--dataset', default='auto', choices=DATASETS)
@@ -96,34 +150,70 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-VANILLA = ['--adv-round', '0', '--weightadv', '0']
-
-
-def stage_argv(preset, stage, extra):
-    """ad_mnist.py flags of one stage; the model's own flags come last, so vanilla's
+def stage_argv(preset, stage, model_flags):
+    """Training flags of one model in one stage; the model's own flags come last, so vanilla's
     --adv-round 0 wins over a stage's rounds."""
-    return preset['train'] + stage + extra
+    return preset['train'] + stage + model_flags
 
 
-def train(name, preset, args, extra):
+def train(name, script, preset, args, model_flags):
     """Trains one model through its stages; returns (checkpoint spec, seconds)."""
     started = time.time()
-    prefix = os.path.join(args.out_dir, 'models', name, 'model')
+    prefix = os.path.join(args.out_dir, 'models', name.lower(), 'model')
     previous = None
     for i, stage in enumerate(preset['stages']):
         stage_prefix = prefix if i == len(preset['stages']) - 1 else '%s-stage%d' % (prefix, i + 1)
-        argv = stage_argv(preset, stage, extra) + [
+        argv = stage_argv(preset, stage, model_flags) + [
             '--seed', str(args.seed), '--prefix', stage_prefix, '--disp-batches', '50',
             '--verbose', '1000000', '--ckpt', '1']
         argv += ['--data-dir', args.data_dir] if args.data_dir else []
         argv += ['--dataset', args.dataset]
         argv += [] if args.no_progress else ['--progress']
         argv += ['--pretrained', previous] if previous else []
-        logging.info('== training %s, stage %d/%d: ad_mnist.py %s', name, i + 1,
-                     len(preset['stages']), ' '.join(argv))
-        ad_mnist.main(argv)
+        logging.info('== training %s, stage %d/%d: %s.py %s', name, i + 1,
+                     len(preset['stages']), script, ' '.join(argv))
+        SCRIPTS[script].main(argv)
         previous = stage_prefix + ',0'
     return previous, time.time() - started
+
+
+def detection(specs, data, settings, seed, progress):
+    """Detection AUC (eval.detect's default Gaussian detector, PGD adversarials) of each model:
+    {name: report row}."""
+    from eval.detect import detection_report
+    rng = np.random.RandomState(seed)
+    fit = rng.choice(len(data.train_x), min(settings['num_fit'], len(data.train_x)),
+                     replace=False)
+    n = settings['num_samples']
+    out = {}
+    for name, spec in specs.items():
+        report_ = detection_report(Network.load(spec, output='logits'),
+                                   Network.load(spec, output='embedding'),
+                                   data.train_x[fit], data.train_y[fit], data.test_x[:n],
+                                   data.test_y[:n], attacks='pgd', eps=settings['eps'],
+                                   steps=settings['steps'], seed=seed, progress=progress)
+        row = report_['rows'][0]
+        out[name] = {k: row[k] for k in row if k != 'roc'}
+        out[name]['seconds'] = report_['seconds']
+        logging.info('%s: detection AUC %.4f (%d clean, %d adversarials)', name, row['auc'] or
+                     float('nan'), row.get('num_clean', 0), row.get('num_adversarial', 0))
+    return out
+
+
+def detection_table(rows, settings):
+    lines = ['## Detection of PGD adversarials (eps %g, %d steps) from the embedding' % (
+        settings['eps'], settings['steps']), '',
+        'Gaussian (Mahalanobis) detector of eval/detect.py fitted on %d clean training images; '
+        'clean: correctly classified test images among the first %d; adversarials: their '
+        'successful PGD adversarials.' % (settings['num_fit'], settings['num_samples']), '',
+        '| model | clean | adversarials | ROC AUC | TPR at 5% FPR |', '|---|---|---|---|---|']
+    for name, row in rows.items():
+        auc = row.get('auc')
+        tpr = row.get('tpr_at_fpr')
+        lines.append('| %s | %s | %s | %s | %s |' % (
+            name, row.get('num_clean'), row.get('num_adversarial'),
+            'n/a' if auc is None else '%.4f' % auc, 'n/a' if tpr is None else '%.3f' % tpr))
+    return '\n'.join(lines)
 
 
 def autoattack_summary(results):
@@ -142,7 +232,8 @@ def autoattack_summary(results):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
-    preset_name = 'full' if args.full else 'tiny' if args.tiny else 'default'
+    preset_name = next((name for name in ('compare', 'full', 'tiny', 'tiny_compare')
+                        if getattr(args, name)), 'default').replace('_', '-')
     preset = PRESETS[preset_name]
     os.makedirs(args.out_dir, exist_ok=True)
     started = time.time()
@@ -150,41 +241,53 @@ def main(argv=None):
     if 'digits' in data.name:
         logging.warning('!! Fashion-MNIST / MNIST not found: running on scikit-learn digits '
                         '(1797 8x8 images). Install dataset-fashion-mnist for the real demo. !!')
-    vanilla, t_vanilla = train('vanilla', preset, args, VANILLA)
-    mter, t_mter = train('mter', preset, args, preset['mter'])
+    specs, seconds = {}, {}
+    for name, script, flags in preset['models']:
+        specs[name], seconds['train_' + name] = train(name, script, preset, args, flags)
 
     ev = preset['eval']
     n = args.num_samples or ev['num_samples']
     x, y = data.test_x[:n], data.test_y[:n]
-    models = {'vanilla': Network.load(vanilla, output='logits'),
-              'MTER': Network.load(mter, output='logits')}
+    models = {name: Network.load(spec, output='logits') for name, spec in specs.items()}
     aa = dict(ev.get('autoattack', {}))
     aa_samples = aa.pop('samples', 0) if args.aa_samples is None else args.aa_samples
     if args.aa_standard:
         aa = {}
+    attacks = ev['attacks'] if aa_samples or 'autoattack' not in ev['attacks'] else \
+        tuple(a for a in ev['attacks'] if a != 'autoattack')
     t0 = time.time()
-    results = evaluate_robustness(models, x, y, attacks=ev['attacks'], eps_list=ev['eps'],
+    results = evaluate_robustness(models, x, y, attacks=attacks, eps_list=ev['eps'],
                                   steps=ev['steps'], restarts=ev['restarts'], seed=args.seed,
                                   progress=not args.no_progress, aa_samples=aa_samples,
                                   **{'aa_' + k: v for k, v in aa.items()})
-    t_eval = time.time() - t0
+    seconds['evaluate'] = time.time() - t0
+    if ev.get('detection'):
+        t0 = time.time()
+        results['detection'] = dict(settings=ev['detection'], models=detection(
+            specs, data, ev['detection'], args.seed, not args.no_progress))
+        seconds['detect'] = time.time() - t0
+    seconds['total'] = time.time() - started
     results['demo'] = {
         'preset': preset_name, 'data': data.name, 'test_images': int(len(x)),
-        'models': {'vanilla': vanilla, 'MTER': mter},
-        'train_flags': preset['train'], 'mter_flags': preset['mter'],
+        'models': specs, 'train_flags': preset['train'],
+        'model_flags': {name: flags for name, _, flags in preset['models']},
         'stages': preset['stages'], 'seed': args.seed,
-        'seconds': {'train_vanilla': round(t_vanilla, 1), 'train_mter': round(t_mter, 1),
-                    'evaluate': round(t_eval, 1), 'total': round(time.time() - started, 1)},
+        'seconds': {k: round(v, 1) for k, v in seconds.items()},
         'autoattack': autoattack_summary(results),
         'machine': '%s, %d cores, %s' % (platform.processor() or platform.machine(),
                                          os.cpu_count() or 0, platform.platform()),
     }
-    title = 'Vanilla vs MTER (%s, %s preset): robust accuracy' % (data.name.split(' (')[0],
-                                                                  preset_name)
+    title = '%s (%s, %s preset): robust accuracy' % (' vs '.join(specs), data.name.split(' (')[0],
+                                                      preset_name)
     report.write_report(results, args.out_dir, title=title)
+    if results.get('detection'):
+        table = detection_table(results['detection']['models'], ev['detection'])
+        print('\n' + table)
+        with open(os.path.join(args.out_dir, 'results.md'), 'a') as f:
+            f.write('\n' + table + '\n')
     with open(os.path.join(args.out_dir, 'demo.json'), 'w') as f:
         json.dump(results['demo'], f, indent=1)
-    logging.info('done in %.0f s: %s', time.time() - started,
+    logging.info('done in %.0f s: %s', seconds['total'],
                  ', '.join('%s %.0f s' % kv for kv in results['demo']['seconds'].items()))
     return results
 

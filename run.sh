@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up, get the data (Debian's Fashion-MNIST where apt works), train a vanilla
 # and an MTER model the same way, attack both, write results/ (table, JSON, PNG).
-# Arguments go to demo.py: ./run.sh --full (paper-scale schedule), ./run.sh --out-dir DIR ...
+# Arguments go to demo.py: ./run.sh --compare (vanilla, MTER, AT, TLA), ./run.sh --full
+# (paper-scale schedule), ./run.sh --out-dir DIR ...
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then

@@ -48,15 +48,49 @@ def test_both_models_and_every_attack(run):
         assert (out / 'models').exists() and prefix.startswith(str(out))
 
 
+def _model_args(preset, stage, name):
+    for model, script, flags in demo.PRESETS[preset]['models']:
+        if model == name:
+            return demo.SCRIPTS[script].parse_args(demo.stage_argv(demo.PRESETS[preset], stage,
+                                                                   flags))
+    raise KeyError(name)
+
+
 @pytest.mark.parametrize('preset', sorted(demo.PRESETS))
-def test_presets_differ_only_by_the_attack(preset):
-    import ad_mnist
+def test_vanilla_and_mter_differ_only_by_the_attack(preset):
     for stage in demo.PRESETS[preset]['stages']:
-        vanilla = ad_mnist.parse_args(demo.stage_argv(demo.PRESETS[preset], stage, demo.VANILLA))
-        mter = ad_mnist.parse_args(demo.stage_argv(demo.PRESETS[preset], stage,
-                                                   demo.PRESETS[preset]['mter']))
+        vanilla, mter = _model_args(preset, stage, 'vanilla'), _model_args(preset, stage, 'MTER')
         assert vanilla.adv_round == 0 and vanilla.weightadv == 0
         assert mter.adv_round > 0 and mter.weightadv > 0
         same = {k for k in vars(vanilla) if k not in ('adv_round', 'weightadv', 'adv_step',
                                                       'adv_sigma', 'adv_thd', 'adv_alpha')}
         assert {k: getattr(vanilla, k) for k in same} == {k: getattr(mter, k) for k in same}
+
+
+@pytest.mark.parametrize('preset', ['compare', 'tiny-compare'])
+def test_the_four_methods_share_network_data_schedule_and_budget(preset):
+    stage = demo.PRESETS[preset]['stages'][0]
+    args = {name: _model_args(preset, stage, name) for name in ('vanilla', 'MTER', 'AT', 'TLA')}
+    for key in ('network', 'lr', 'lr_steps', 'wd', 'max_steps', 'loss_type'):
+        assert len({str(getattr(a, key)) for a in args.values()}) == 1, key
+    mter, at, tla = args['MTER'], args['AT'], args['TLA']
+    sources = mter.adv_per_batch_size // 2 * mter.ctx_adv_num
+    assert at.batch_size == tla.batch_size == sources          # the same images per batch
+    assert at.epsilon == tla.epsilon == mter.adv_sigma          # the same L-inf ball
+    assert at.num_steps == tla.num_steps == mter.adv_round      # the same attack steps
+    assert at.method == 'at' and tla.method == 'tla' and at.optimizer == tla.optimizer == 'sgd'
+
+
+def test_tiny_comparison_trains_four_models_and_reports_detection(tmp_path, digits_idx_dir):
+    results = demo.main(['--tiny-compare', '--out-dir', str(tmp_path), '--no-progress',
+                         '--data-dir', str(digits_idx_dir)])
+    assert {c['model'] for c in results['curves']} == {'vanilla', 'MTER', 'AT', 'TLA'}
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    aucs = {name: row['auc'] for name, row in saved['detection']['models'].items()}
+    assert set(aucs) == {'vanilla', 'MTER', 'AT', 'TLA'}
+    assert all(auc is None or 0 <= auc <= 1 for auc in aucs.values())
+    text = (tmp_path / 'results.md').read_text()
+    assert '## Detection of PGD adversarials' in text and text.count('| TLA |') == 1
+    info = json.loads((tmp_path / 'demo.json').read_text())
+    assert set(info['models']) == {'vanilla', 'MTER', 'AT', 'TLA'}
+    assert {'train_AT', 'train_TLA', 'detect'} <= set(info['seconds'])
