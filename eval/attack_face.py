@@ -570,9 +570,12 @@ def parse_args(argv=None):
             or args.min_eps_max <= 0 or args.large_eps < 0):
         parser.error('--steps and --batch-size must be >= 1, --num-pairs and --min-eps-steps '
                      '>= 0, --min-eps-max > 0, --large-eps >= 0')
-    if args.threshold is not None and not 0 < args.threshold <= 4:
-        parser.error('--threshold is a squared distance of unit vectors: expected (0, 4], '
-                     'got %g' % args.threshold)
+    if args.threshold is not None:
+        from eval.cal_threshold import check_threshold  # the same rule as a threshold JSON's
+        try:
+            check_threshold(args.threshold, '--threshold')
+        except ValueError as err:
+            parser.error(str(err))
     return parser, args
 
 
@@ -619,7 +622,7 @@ def main(argv=None):
     import mxnet as mx
     from eval import report, sanity
     from eval.model import Network
-    from eval.verification import image_size_rule, load_targets, parse_ctx
+    from eval.verification import check_input_size, image_size_rule, load_targets, parse_ctx
     from src.checkpoint import parse_model_spec
     try:
         prefix, epoch = parse_model_spec(args.model)
@@ -627,6 +630,7 @@ def main(argv=None):
                                       *image_size_rule(args))[args.target]
         ctx = parse_ctx(args.ctx, args.gpu)
         net = Network.load(args.model, output='embedding', ctx=ctx)
+        check_input_size(net, {args.target: (images, issame)})
         np.random.seed(args.seed)
         mx.random.seed(args.seed)
         threshold, threshold_info = resolve_threshold(args, net, images, issame)

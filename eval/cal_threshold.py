@@ -27,7 +27,8 @@ import numpy as np
 
 from src.atomic import atomic_write
 
-from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args, combine_flip,
+from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args,
+                               check_input_size, combine_flip,
                                embed_pairs, image_size_rule, load_targets, pair_distances,
                                parse_ctx, val_far_folds)
 
@@ -131,6 +132,7 @@ def main(argv=None):
                                       *image_size_rule(args))[args.target]
         ctx = parse_ctx(args.ctx, args.gpu)
         net = load_network(args.model, output='embedding', ctx=ctx)
+        check_input_size(net, {args.target: (images, issame)})
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     record = dict(model=args.model, target=args.target)

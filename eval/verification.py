@@ -372,6 +372,22 @@ def load_targets(data_dir, names, image_size=None, resize=False, expected_from=N
     return OrderedDict((n, load_target(p, image_size, resize, expected_from)) for n, p in paths)
 
 
+def check_input_size(net, targets):
+    """Runs the network on one image of each set: a size it does not take is a ValueError
+    naming the set and the size (instead of a shape error deep in MXNet or onnxruntime)."""
+    for name, (images, _) in targets.items():
+        if not len(images):
+            continue
+        try:
+            as_embed_fn(net)(np.ascontiguousarray(images[:1].transpose(0, 3, 1, 2),
+                                                  dtype=np.float32))
+        except Exception as err:  # MXNet and onnxruntime raise their own error types
+            raise ValueError('%s.bin holds %dx%d images, which the model does not take (%s); '
+                             'pass --image-size H,W to resize them'
+                             % (name, images.shape[1], images.shape[2],
+                                str(err).strip().splitlines()[-1][:200])) from None
+
+
 def read_image_size(data_dir):
     """(H, W) from an InsightFace ``property`` file (``num_classes,H,W``), or None."""
     from data.face_rec import read_property
@@ -508,6 +524,10 @@ def main(argv=None):
     rows = []
     for epoch in epochs:
         net = onnx_net or load_network('%s,%d' % (prefix, epoch), output='embedding', ctx=ctx)
+        try:
+            check_input_size(net, targets)
+        except ValueError as err:
+            parser.exit(2, 'error: %s\n' % err)
         results = verify_targets(net, targets, args.batch_size, args.nfolds)
         for name, r in results.items():
             rows.append(dict(model=prefix, epoch=epoch, target=name, **r))

@@ -152,8 +152,7 @@ class Trainer:
         self.last_eval_step = None
         logging.info('main contexts %s, adversary contexts %s; %d %s per batch, main batch %d '
                      '(%d parts); lr steps %s', self.main_ctx, self.adv_ctx, self.plan.sources,
-                     'sources' if method.parts == 3 and hasattr(args, 'adv_round') else 'images',
-                     self.batch_size, method.parts, self.lr_steps)
+                     method.unit, self.batch_size, method.parts, self.lr_steps)
 
     # -- one batch ----------------------------------------------------------------------------
     def step(self, sample, metrics):

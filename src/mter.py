@@ -66,6 +66,7 @@ class Mter:
     data's pixel units (ad_mnist.py: --adv-step and --adv-sigma; ad_face.py: --adv-sigma and
     --adv-eps)."""
     parts = 3
+    unit = 'sources'
     metric_names = ('AP', 'AN')
 
     def __init__(self, args, step, sigma):

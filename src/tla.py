@@ -117,6 +117,7 @@ def _check_other_class(same, anchor_labels):
 
 class Tla:
     """TLA (``--lambda`` > 0) or Madry AT (``--lambda 0``) for the shared Trainer."""
+    unit = 'anchors'
     metric_names = ('d(a,p)', 'd(a,n)')
 
     def __init__(self, args, rng=None):

@@ -72,6 +72,7 @@ def test_fresnet_variants(tmp_path, kwargs):
     ('o18', 4, False, 'logits'),     # ArcFace head: L2Normalization of weights and embedding
     ('l', 0, True, 'logits'),        # LeNet, normalised softmax: L2Normalization on the embedding
     ('l', 0, False, 'embedding'),
+    ('tla', 0, False, 'logits'),     # TLA's CNN (ad_tla.py); Madry's wrn: checked by hand (slow)
 ])
 def test_mnist_format_networks(tmp_path, digits, network, loss_type, normalized, output):
     symbol, arg, aux = make_checkpoint(network, MNIST, loss_type=loss_type,

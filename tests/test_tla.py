@@ -205,3 +205,31 @@ def test_at_contradicting_lambda_is_refused(digits_idx_dir, tmp_path):
     with pytest.raises(ValueError, match='contradicts --lambda 0.5'):
         ad_tla.main(['--method', 'at', '--lambda', '0.5', '--data-dir', str(digits_idx_dir),
                      '--prefix', str(tmp_path / 'm')])
+
+
+def test_a_few_batches_on_cifar10_files(tmp_path, monkeypatch, caplog):
+    """--dataset cifar10 end to end on small synthetic files in the official binary layout (20
+    records per file instead of 10000; a small network instead of the 46M-parameter wrn): pixels
+    in [0, 255], eps 8, TLA's CIFAR-10 settings otherwise (4 parts: the clean positive)."""
+    import functools
+    from data import cifar10
+    rng = np.random.RandomState(0)
+    labels = np.arange(120) % 10
+    pattern = rng.randint(0, 256, (10, 3, 32, 32))
+    images = np.clip(pattern[labels] + rng.randint(-30, 30, (120, 3, 32, 32)), 0, 255)
+    cifar10.write_cifar10_binary(str(tmp_path / 'c10'), (images[:100].astype(np.uint8),
+                                                         labels[:100]),
+                                 (images[100:].astype(np.uint8), labels[100:]), records=20)
+    monkeypatch.setattr(cifar10, 'load_cifar10', functools.partial(cifar10.load_cifar10,
+                                                                   records=20))
+    caplog.set_level(logging.INFO)
+    ad_tla.main(['--dataset', 'cifar10', '--data-dir', str(tmp_path / 'c10'), '--network', 's5',
+                 '--batch-size', '4', '--pool-size', '8', '--num-steps', '2', '--max-steps', '2',
+                 '--verbose', '2', '--seed', '1', '--prefix', str(tmp_path / 'm')])
+    assert "'epsilon': 8.0" in caplog.text and "'clean_positive': 1" in caplog.text
+    assert 'main batch 16 (4 parts)' in caplog.text and "'augment': 1" in caplog.text
+    assert re.findall(r'Batch\[\d+\] step (\d+)', caplog.text) == ['1', '2']
+    acc = float(re.findall(r'Val-Accuracy: ([0-9.]+) \(20 test images\)', caplog.text)[-1])
+    net = Network.load(str(tmp_path / 'm') + ',0', output='logits')
+    pred = net.predict(images[100:].astype(np.float32)).argmax(1)
+    assert np.mean(pred == labels[100:]) == pytest.approx(acc, abs=1e-5)

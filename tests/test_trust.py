@@ -278,6 +278,17 @@ def test_bin_of_another_image_size_is_refused_by_every_tool(tmp_path):
     from eval.verification import load_targets
     images, _ = load_targets(str(data_dir), 'lfw', (16, 16), resize=True)['lfw']
     assert images.shape[1:3] == (16, 16)   # an explicit --image-size resizes (logged)
+    # no property file: the model itself says which size it takes
+    os.remove(data_dir / 'property')
+    from tests.test_verification import _tiny_face_net
+    sym, arg, aux = _tiny_face_net(size=16)   # a fully connected layer: 16x16 inputs only
+    save_checkpoint(str(tmp_path / 'net'), 1, sym, arg, aux)
+    for tool in ('eval/verification.py', 'eval/cal_threshold.py'):
+        run = subprocess.run([sys.executable, tool, '--model', str(tmp_path / 'net') + ',1',
+                              '--data-dir', str(data_dir), '--target', 'lfw'],
+                             capture_output=True, text=True, cwd=os.path.dirname(ad_face.__file__))
+        assert run.returncode == 2
+        assert 'lfw.bin holds 20x20 images, which the model does not take' in run.stderr
 
 
 # --- 6. thresholds -------------------------------------------------------------------------
@@ -292,3 +303,13 @@ def test_threshold_json_is_checked_like_the_command_line(tmp_path, value):
         load_threshold(str(path))
     path.write_text(json.dumps({'threshold': 1.25}))
     assert load_threshold(str(path)) == 1.25
+
+
+@pytest.mark.parametrize('value', ['100', 'nan', '0'])
+def test_threshold_flag_follows_the_same_rule(value, capsys):
+    from eval import attack_face
+    with pytest.raises(SystemExit) as exit_info:
+        attack_face.parse_args(['--model', 'm,0', '--data-dir', 'd', '--threshold', value])
+    assert exit_info.value.code == 2
+    assert re.search(r'--threshold: the threshold is a squared Euclidean distance .*expected a '
+                     r'number in \(0, 4\]', capsys.readouterr().err)
