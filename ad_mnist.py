@@ -11,9 +11,9 @@ import logging
 
 import numpy as np
 
-from data.mnist import DATASETS, load_mnist
+from data.mnist import DATASETS, first, load_mnist
 from src import args as flags
-from src.evaluate import TestAccuracy
+from eval.accuracy import TestAccuracy
 from src.fit import Trainer, seed_everything, setup_logging
 from src.mter import Mter
 from src.mnist_sampler import ClassSplitSampler
@@ -23,18 +23,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='MTER adversarial training on MNIST-format data (IDX files).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = parser.add_argument_group('data')
-    g.add_argument('--data-dir', default='',
-                   help='directory with MNIST IDX files (raw or .gz); default: '
-                        '~/.mxnet/datasets/mnist, else Debian Fashion-MNIST, else sklearn digits')
-    g.add_argument('--dataset', default='auto', choices=DATASETS,
-                   help='which data to use; auto picks as described for --data-dir')
-    g.add_argument('--num-train', type=flags.NON_NEGATIVE_INT, default=0,
-                   help='use only the first N training images (0: all)')
-    g.add_argument('--num-test', type=flags.NON_NEGATIVE_INT, default=0,
-                   help='evaluate on the first N test images (0: all)')
-    g.add_argument('--num-classes', type=flags.number(int, 2), default=10,
-                   help='classes of the data: every label must be in 0..N-1')
+    flags.add_data_args(
+        parser, DATASETS,
+        data_dir_help='directory with MNIST IDX files (raw or .gz); default: '
+                      '~/.mxnet/datasets/mnist, else Debian Fashion-MNIST, else sklearn digits',
+        dataset_help='which data to use; auto picks as described for --data-dir')
     flags.add_network_args(parser, network='o18')
     flags.add_mter_args(parser, ce_weight=4 / 9.0, ce_weight_help=CE_WEIGHT_HELP)
     flags.add_train_args(parser)
@@ -52,12 +45,8 @@ def main(argv=None):
     logging.info('arguments: %s', vars(args))
     seed_everything(args.seed)
     data = load_mnist(args.data_dir or None, args.dataset, args.num_classes)
-    train_x, train_y = data.train_x, data.train_y
-    test_x, test_y = data.test_x, data.test_y
-    if args.num_train:
-        train_x, train_y = train_x[:args.num_train], train_y[:args.num_train]
-    if args.num_test:
-        test_x, test_y = test_x[:args.num_test], test_y[:args.num_test]
+    data = first(data, args.num_train, args.num_test)
+    train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
     trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma),
                       image_shape=(1, 28, 28), num_classes=args.num_classes,
                       pixel_range=(0.0, 1.0), evaluate=TestAccuracy(test_x, test_y))

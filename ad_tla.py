@@ -21,10 +21,11 @@ import logging
 import numpy as np
 
 from data.datasets import DATASETS, IMAGE_SHAPE, PIXEL_RANGE, kind, load_dataset
+from data.mnist import first
 from src import args as flags
 from src import tla
 from src.class_sampler import ClassBatchSampler
-from src.evaluate import TestAccuracy
+from eval.accuracy import TestAccuracy
 from src.fit import Trainer, seed_everything, setup_logging
 
 
@@ -32,32 +33,28 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='TLA / Madry adversarial training on MNIST-format data or CIFAR-10.',
         epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = parser.add_argument_group('data')
-    g.add_argument('--data-dir', default='',
-                   help='MNIST IDX folder (default: ~/.mxnet/datasets/mnist, else Debian '
-                        'Fashion-MNIST, else sklearn digits), or the CIFAR-10 files\' folder')
-    g.add_argument('--dataset', default='auto', choices=DATASETS,
-                   help='auto/mnist/fashion-mnist/digits (MNIST-format, pixels in [0, 1]) or '
-                        'cifar10 (pixels in [0, 255])')
-    g.add_argument('--num-train', type=flags.NON_NEGATIVE_INT, default=0,
-                   help='use only the first N training images (0: all)')
-    g.add_argument('--num-test', type=flags.NON_NEGATIVE_INT, default=0,
-                   help='evaluate on the first N test images (0: all)')
-    g.add_argument('--num-classes', type=flags.number(int, 2), default=10,
-                   help='classes of the data: every label must be in 0..N-1')
+    flags.add_data_args(
+        parser, DATASETS,
+        data_dir_help='MNIST IDX folder (default: ~/.mxnet/datasets/mnist, else Debian '
+                      'Fashion-MNIST, else sklearn digits), or the CIFAR-10 files\' folder',
+        dataset_help='auto/mnist/fashion-mnist/digits (MNIST-format, pixels in [0, 1]) or '
+                     'cifar10 (pixels in [0, 255])')
     flags.add_network_args(parser, network=None)
     flags.add_tla_args(parser)
     flags.add_train_args(parser, lr_base=())
     parser.set_defaults(loss_type=0, lr=None, wd=None)
+    preset_help = {'network': 'network: tla (TLA\'s MNIST CNN), wrn (Madry\'s wide ResNet), '
+                              'o18, s8, l, ...',
+                   'lr': 'start learning rate', 'wd': 'weight decay',
+                   'lr_steps': 'batches after which lr drops x0.1'}
     for action in parser._actions:  # pylint: disable=protected-access
-        if action.dest in ('network', 'lr', 'wd', 'lr_steps'):
-            key = {'network': 'network', 'lr': 'lr', 'wd': 'wd', 'lr_steps': 'lr_steps'}
-            action.help = flags._preset_help(  # pylint: disable=protected-access
-                {'network': 'network: tla (TLA\'s MNIST CNN), wrn (Madry\'s wide ResNet), o18, '
-                            's8, l, ...', 'lr': 'start learning rate', 'wd': 'weight decay',
-                 'lr_steps': 'batches after which lr drops x0.1'}[action.dest],
-                key[action.dest])
-    return parser.parse_args(argv)
+        if action.dest in preset_help:
+            action.help = flags.preset_help(preset_help[action.dest], action.dest)
+    args = parser.parse_args(argv)
+    if args.method == 'at' and args.tla_lambda not in (None, 0):
+        parser.error('--method at is adversarial training without the triplet: it contradicts '
+                     '--lambda %g' % args.tla_lambda)
+    return args
 
 
 def main(argv=None):
@@ -69,12 +66,8 @@ def main(argv=None):
     flags.apply_tla_preset(args, data_kind)
     logging.info('arguments: %s', vars(args))
     logging.info('%s', tla.describe(args))
-    train_x, train_y = data.train_x, data.train_y
-    test_x, test_y = data.test_x, data.test_y
-    if args.num_train:
-        train_x, train_y = train_x[:args.num_train], train_y[:args.num_train]
-    if args.num_test:
-        test_x, test_y = test_x[:args.num_test], test_y[:args.num_test]
+    data = first(data, args.num_train, args.num_test)
+    train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
     rng = np.random.RandomState(args.seed)
     trainer = Trainer(args, tla.Tla(args, rng), image_shape=IMAGE_SHAPE[data_kind],
                       num_classes=args.num_classes, pixel_range=PIXEL_RANGE[data_kind],

@@ -165,7 +165,8 @@ def train(name, script, preset, args, model_flags):
         stage_prefix = prefix if i == len(preset['stages']) - 1 else '%s-stage%d' % (prefix, i + 1)
         argv = stage_argv(preset, stage, model_flags) + [
             '--seed', str(args.seed), '--prefix', stage_prefix, '--disp-batches', '50',
-            '--verbose', '1000000', '--ckpt', '1']
+            '--verbose', '1000000', '--ckpt', '1',
+            '--overwrite']  # the demo's own output: a rerun (another preset too) replaces it
         argv += ['--data-dir', args.data_dir] if args.data_dir else []
         argv += ['--dataset', args.dataset]
         argv += [] if args.no_progress else ['--progress']

@@ -20,6 +20,7 @@ this directory) under ``ssh -tt``, so closing the connection stops it.
 """
 import argparse
 import os
+import re
 import shlex
 import signal
 import socket
@@ -210,16 +211,27 @@ def parse_args(argv=None):
         parser.error('give the command the workers run')
     if args.launcher == 'ssh' and not args.hostfile:
         parser.error('--launcher ssh needs -H HOSTFILE')
-    for pair in args.env:
-        if ':' not in pair and '=' not in pair:
-            parser.error('--env takes NAME:VALUE, got %r' % pair)
+    try:
+        args.env = [env_pair(text) for text in args.env]
+    except ValueError as err:
+        parser.error(str(err))
     return args
+
+
+def env_pair(text):
+    """(NAME, VALUE) of an --env NAME:VALUE or NAME=VALUE; the name ends at the first ':' or
+    '=', so a value may hold either (LD_LIBRARY_PATH=/a:/b)."""
+    match = re.match(r'([A-Za-z_][A-Za-z0-9_]*)[:=](.*)$', text, re.S)
+    if not match:
+        raise ValueError('--env takes NAME:VALUE or NAME=VALUE with NAME a variable name, got %r'
+                         % text)
+    return match.group(1), match.group(2)
 
 
 def main(argv=None):
     args = parse_args(argv)
     num_servers = args.num_servers or args.num_workers
-    extra = dict(p.split(':', 1) if ':' in p else p.split('=', 1) for p in args.env)
+    extra = dict(args.env)
     hosts = read_hosts(args.hostfile) if args.launcher == 'ssh' else None
     root = hosts[0].split('@')[-1] if hosts else '127.0.0.1'
     port = args.port or (free_port() if not hosts else 9091)
@@ -234,17 +246,23 @@ def main(argv=None):
         job.say('%s: stopping every process' % signal.Signals(signum).name)
         job.stop_all()
         sys.exit(128 + signum)
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     for role, index, host in plan(args.num_workers, num_servers, hosts):
         env = dmlc_env(role, root, port, args.num_workers, num_servers, interface, extra)
         name = role if role == 'scheduler' else '%s %d' % (role, index)
         command = role_command(role, args.command, python)
-        if host is None:
-            job.start(name, command, dict(os.environ, **env))
-        else:
-            job.start(name, ssh_command(host, env, command, directory, args.ssh_port),
-                      dict(os.environ))
+        try:
+            if host is None:
+                job.start(name, command, dict(os.environ, **env))
+            else:
+                job.start(name, ssh_command(host, env, command, directory, args.ssh_port),
+                          dict(os.environ))
+        except OSError as err:  # not found, not executable: stop what already runs
+            job.say('cannot start the %s (%s): %s; stopping every process'
+                    % (name, ' '.join(command), err))
+            job.stop_all()
+            return 127 if isinstance(err, FileNotFoundError) else 126
     return job.wait()
 
 

@@ -61,6 +61,10 @@ def measured(args):
         text = out.stdout + out.stderr
         local = [float(v) for v in re.findall(r'step %d .* ([0-9.]+) samples/s' % args.steps,
                                               text)]
+        if len(local) != workers:
+            raise SystemExit('bench_dist: expected a "step %d ... samples/s" line per worker '
+                             '; the log ends:\n%s'
+                             % (args.steps, text[-2000:]))
         rows.append((workers, sum(local)))
     print('measured on this machine (%s, %d main-batch images per worker per batch, %d '
           'attack rounds, OMP_NUM_THREADS=%d per process):'
@@ -105,6 +109,8 @@ def main():
                              'figures)')
     parser.add_argument('--machines', default='2,4,8,16')
     args = parser.parse_args()
+    if args.steps < 2 or args.steps % 2:
+        parser.error('--steps must be even and >= 2 (the rate is read at its second display)')
     if not args.paper_only:
         measured(args)
     paper(args.step_seconds, [int(m) for m in args.machines.split(',')])

@@ -32,6 +32,14 @@ def check_labels(labels, num_classes, path):
                          % (path, labels[bad[0]], bad[0], num_classes - 1, num_classes, bad.size))
 
 
+def first(data, num_train=0, num_test=0):
+    """``data`` with only its first ``num_train`` training and ``num_test`` test images
+    (0: all of them)."""
+    train, test = slice(num_train or None), slice(num_test or None)
+    return data._replace(train_x=data.train_x[train], train_y=data.train_y[train],
+                         test_x=data.test_x[test], test_y=data.test_y[test])
+
+
 def has_idx_files(directory):
     return bool(directory) and all(find_idx(directory, s) for s in IDX_STEMS)
 

@@ -40,8 +40,9 @@ def _export_raw(symbol, params, input_shape, path):
             mx.onnx.export_model(symbol, params, in_shapes=[(1,) + tuple(input_shape)],
                                  in_types=np.float32, onnx_file_path=path, dynamic=True,
                                  dynamic_input_shapes=[(None,) + tuple(input_shape)])
-    except (AttributeError, NotImplementedError) as err:
-        raise ValueError('mx.onnx.export_model cannot translate this network: %s' % err) from None
+    except (AttributeError, NotImplementedError, KeyError, mx.base.MXNetError) as err:
+        raise ValueError('mx.onnx.export_model cannot translate this network: %s'
+                         % str(err).strip().split('\n')[0]) from None
 
 
 def export_onnx(symbol, arg_params, aux_params, out, output='auto', input_shape=None,
@@ -77,9 +78,13 @@ def export_onnx(symbol, arg_params, aux_params, out, output='auto', input_shape=
         import onnx
         _export_raw(export_sym, params, input_shape, tmp)
         model = onnx.load(tmp)
-        onnx_fixes.finalize(model, input_shape, out_shape, prelu, l2norms, doc=doc,
-                            props={'mter.output': output, 'mter.source': source,
-                                   'mter.pixel_max': top})
+        try:
+            onnx_fixes.finalize(model, input_shape, out_shape, prelu, l2norms, doc=doc,
+                                props={'mter.output': output, 'mter.source': source,
+                                       'mter.pixel_max': top})
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+            raise ValueError('the exported graph is not valid ONNX: %s'
+                             % str(err).strip().split('\n')[0]) from None
         onnx.save(model, tmp)
         if check or check_images is not None:
             report['check'] = _check(tmp, symbol, arg_params, aux_params, output, input_shape,

@@ -54,7 +54,7 @@ def read_images(paths, input_shape, pixel_max, count):
             break
         if path.lower().endswith('.bin'):
             from eval.verification import load_target
-            faces, _ = load_target(path, size)
+            faces, _ = load_target(path, size, resize=True)  # to the exported input
             faces = faces[:count - len(images)]
             if channels == 1:
                 faces = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[..., None] for f in faces])

@@ -68,7 +68,7 @@ from collections import OrderedDict
 import numpy as np
 from tqdm import tqdm
 
-from eval.cli import choice_list, float_list
+from eval.cli import add_autoattack_args, choice_list, float_list
 
 DEFAULT_ATTACKS = ('fftgsm', 'iftgsm', 'miftgsm')
 AA_ATTACKS = ('apgd', 'square', 'autoattack')  # feature-level AutoAttack and its stages
@@ -531,10 +531,6 @@ def parse_args(argv=None):
     parser.add_argument('--attacks', type=choice_list(ALL_ATTACKS), default=list(DEFAULT_ATTACKS),
                         help='comma-separated, from %s (default %s)'
                         % (','.join(ALL_ATTACKS), ','.join(DEFAULT_ATTACKS)))
-    parser.add_argument('--aa-iterations', type=int, default=100,
-                        help='iterations of apgd (alone or in autoattack; reference: 100)')
-    parser.add_argument('--aa-queries', type=int, default=5000,
-                        help='queries of square (alone or in autoattack; reference: 5000)')
     parser.add_argument('--eps', type=float_list, default=list(map(float, DEFAULT_EPS)),
                         help='comma-separated L-inf budgets on the 0-255 scale '
                              '(default %s)' % ','.join(map(str, DEFAULT_EPS)))
@@ -565,6 +561,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bars')
     parser.add_argument('--out-dir', default=None,
                         help='write results.json, results.md, hit_rate.png (and min_eps.png)')
+    add_autoattack_args(parser, targets=False)
     args = parser.parse_args(argv)
     if (args.steps < 1 or args.batch_size < 1 or args.num_pairs < 0 or args.min_eps_steps < 0
             or args.min_eps_max <= 0 or args.large_eps < 0):

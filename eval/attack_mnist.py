@@ -384,17 +384,7 @@ def parse_args(argv=None):
     parser.add_argument('--momentum', type=float, default=1.0, help='mifgsm decay mu')
     parser.add_argument('--restarts', type=int, default=1, help='random restarts of pgd and cw')
     parser.add_argument('--seed', type=int, default=0, help='seed of random starts')
-    aa = parser.add_argument_group('AutoAttack (autoattack, autoattack-fast, apgd-ce, apgd-dlr, '
-                                   'apgd-t, fab-t, square)')
-    aa.add_argument('--aa-samples', type=int, default=0,
-                    help='run them on the first N of the images (0 = all; each row states its '
-                         'image count)')
-    aa.add_argument('--aa-iterations', type=int, default=100,
-                    help='iterations of APGD and FAB per run (reference: 100)')
-    aa.add_argument('--aa-targets', type=int, default=9,
-                    help='target classes of apgd-t and fab-t (reference: 9)')
-    aa.add_argument('--aa-queries', type=int, default=5000,
-                    help='queries of square (reference: 5000)')
+    cli.add_autoattack_args(parser, samples=True)
     parser.add_argument('--large-eps', type=float, default=1.0,
                         help='eps of the "large eps breaks everything" sanity probe (0: skip)')
     parser.add_argument('--check-eps', type=float, default=None,
@@ -410,10 +400,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.steps < 1 or args.restarts < 1 or args.batch_size < 1 or args.num_samples < 0:
         parser.error('--steps, --restarts, --batch-size must be >= 1 and --num-samples >= 0')
-    if (args.aa_samples < 0 or args.aa_iterations < 1 or args.aa_targets < 1
-            or args.aa_queries < 0):
-        parser.error('--aa-samples and --aa-queries must be >= 0, --aa-iterations and '
-                     '--aa-targets >= 1')
     return args
 
 

@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+from src.args import NON_NEGATIVE_INT, POSITIVE_INT
 from src.checkpoint import parse_model_spec
 
 
@@ -42,3 +43,22 @@ def print_rows(rows, json_path, format_table):
     if json_path:
         with open(json_path, 'w') as f:
             json.dump(rows, f, indent=1)
+
+
+def add_autoattack_args(parser, targets=True, samples=False):
+    """AutoAttack's budget flags (the reference's standard values by default), one group shared
+    by the tools that run its stages."""
+    g = parser.add_argument_group('AutoAttack', 'budgets of autoattack and its members; the '
+                                  'defaults are the reference\'s standard settings')
+    if samples:
+        g.add_argument('--aa-samples', type=NON_NEGATIVE_INT, default=0,
+                       help='run them on the first N of the images (0 = all; each row states '
+                            'its image count)')
+    g.add_argument('--aa-iterations', type=POSITIVE_INT, default=100,
+                   help='iterations of APGD and FAB per run (reference: 100)')
+    if targets:
+        g.add_argument('--aa-targets', type=POSITIVE_INT, default=9,
+                       help='target classes of apgd-t and fab-t (reference: 9)')
+    g.add_argument('--aa-queries', type=NON_NEGATIVE_INT, default=5000,
+                   help='queries of square (reference: 5000)')
+    return g

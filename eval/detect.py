@@ -418,10 +418,7 @@ def parse_args(argv=None):
     det.add_argument('--k', type=int, default=10, help='knn: neighbours (default 10)')
     det.add_argument('--knn-reduce', default='kth', choices=KNN_REDUCE,
                      help='knn: distance to the k-th neighbour or mean over the k (default kth)')
-    aa = parser.add_argument_group('AutoAttack names (%s)' % ','.join(AA_NAMES))
-    aa.add_argument('--aa-iterations', type=int, default=100)
-    aa.add_argument('--aa-queries', type=int, default=5000)
-    aa.add_argument('--aa-targets', type=int, default=9)
+    cli.add_autoattack_args(parser)
     parser.add_argument('--batch-size', type=int, default=256)
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the fit subset, random starts and mixtures')
@@ -434,12 +431,10 @@ def parse_args(argv=None):
         parser.error('--eps: every budget must be > 0, got %s' % args.eps)
     if args.steps is not None and args.steps < 1:
         parser.error('--steps must be >= 1, got %d' % args.steps)
-    if min(args.restarts, args.batch_size, args.components, args.k, args.aa_iterations,
-           args.aa_targets) < 1:
-        parser.error('--restarts, --batch-size, --components, --k, --aa-iterations and '
-                     '--aa-targets must be >= 1')
-    if min(args.num_fit, args.num_samples, args.aa_queries) < 0:
-        parser.error('--num-fit, --num-samples and --aa-queries must be >= 0')
+    if min(args.restarts, args.batch_size, args.components, args.k) < 1:
+        parser.error('--restarts, --batch-size, --components and --k must be >= 1')
+    if min(args.num_fit, args.num_samples) < 0:
+        parser.error('--num-fit and --num-samples must be >= 0')
     if not 0 < args.fpr < 1:
         parser.error('--fpr must lie in (0, 1), got %g' % args.fpr)
     return args
@@ -448,6 +443,15 @@ def parse_args(argv=None):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError) as err:  # bad data, checkpoint or detector settings
+        sys.stderr.write('error: %s\n' % err)
+        return 2
+
+
+def run(args):
+    """detect.py's work on parsed flags: fit, attack, score, report."""
     import mxnet as mx
     from data.datasets import PIXEL_RANGE, kind, load_dataset
     from eval.model import Network

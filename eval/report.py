@@ -147,6 +147,7 @@ def write_markdown(results, path, title):
 
 
 MODEL_COLOURS = ('black', '#b2182b', '#08519c', '#006d2c', '#54278f', '#8c510a')
+HEAD_MARKERS = ('o', 's', '^', 'D', 'v', 'P')
 
 
 def _headline(curves):
@@ -185,11 +186,16 @@ def plot_curves(results, path, title=None):
                     color=faint[attacks.index(curve['attack']) % len(faint)])
         if head is None:
             continue
-        colour = MODEL_COLOURS[models.index(model) % len(MODEL_COLOURS)]
+        rank = models.index(model)
+        colour = MODEL_COLOURS[rank % len(MODEL_COLOURS)]
         n = head.get('num_samples', results.get('num_samples'))
         what = model if mode == 'white-box' else '%s (%s)' % (model, mode)
-        ax.plot(eps, [100 * v for v in head['values']], marker='o', markersize=5, linewidth=2.8,
-                color=colour, linestyle='-' if mode == 'white-box' else style, zorder=5,
+        # a marker shape per model, and each later model's line thinner and on top, so that
+        # models with equal figures stay visible one under the other
+        ax.plot(eps, [100 * v for v in head['values']], marker=HEAD_MARKERS[rank % len(
+                    HEAD_MARKERS)], markersize=max(4.0, 8.0 - 1.3 * rank),
+                linewidth=max(1.6, 4.0 - 0.7 * rank), color=colour,
+                linestyle='-' if mode == 'white-box' else style, zorder=5 + rank,
                 label='%s %s%s' % (what, head['attack'], '' if n is None else ', n=%d' % n))
         ax.axhline(100 * head['clean'], color=colour, linewidth=1, linestyle='--', alpha=0.8,
                    label='%s clean %s%%' % (what, percent(head['clean'])))

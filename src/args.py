@@ -45,6 +45,21 @@ def steps(text):
 NON_NEGATIVE_INT = number(int, 0)
 POSITIVE_INT = number(int, 1)
 NON_NEGATIVE = number(float, 0)
+KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync')
+
+
+def add_data_args(parser, datasets, data_dir_help, dataset_help):
+    """The data flags of the MNIST-format scripts (ad_mnist.py, ad_tla.py)."""
+    g = parser.add_argument_group('data')
+    g.add_argument('--data-dir', default='', help=data_dir_help)
+    g.add_argument('--dataset', default='auto', choices=datasets, help=dataset_help)
+    g.add_argument('--num-train', type=NON_NEGATIVE_INT, default=0,
+                   help='use only the first N training images (0: all)')
+    g.add_argument('--num-test', type=NON_NEGATIVE_INT, default=0,
+                   help='evaluate on the first N test images (0: all)')
+    g.add_argument('--num-classes', type=number(int, 2), default=10,
+                   help='classes of the data: every label must be in 0..N-1')
+    return g
 
 
 def add_train_args(parser, lr_base=None):
@@ -85,7 +100,10 @@ def add_train_args(parser, lr_base=None):
                    help='seed for numpy, random and mxnet (default: not seeded)')
     g.add_argument('--disp-batches', type=POSITIVE_INT, default=1,
                    help='log training metrics every N batches')
-    g.add_argument('--kvstore', default='device', help='MXNet kvstore for the main group')
+    g.add_argument('--kvstore', default='device', choices=KVSTORES,
+                   help='MXNet kvstore for the main group; dist_*: one worker of a launch.py '
+                        'job (dist_async is not offered: its servers apply each worker\'s '
+                        'update alone, which the mean-gradient scaling here does not fit)')
     g.add_argument('--progress', action='store_true',
                    help='show a progress bar with ETA (over --max-steps, else the epochs)')
     return g
@@ -183,7 +201,7 @@ TLA_PRESETS = {
 }
 
 
-def _preset_help(text, key):
+def preset_help(text, key):
     values = ['%s %s' % (kind, TLA_PRESETS[kind][key]) for kind in ('mnist', 'cifar10')]
     return '%s (default: %s)' % (text, ', '.join(values).replace('mnist', 'MNIST-format')
                                  .replace('cifar10', 'CIFAR-10'))
@@ -204,38 +222,38 @@ def add_tla_args(parser):
     g.add_argument('--device', default='auto', choices=('auto', 'cpu', 'gpu'),
                    help='auto: GPUs when present (main first, adversary after), else CPU')
     g.add_argument('--epsilon', type=NON_NEGATIVE, default=None,
-                   help=_preset_help('L-inf radius of the training PGD, in pixel units', 'epsilon'))
+                   help=preset_help('L-inf radius of the training PGD, in pixel units', 'epsilon'))
     g.add_argument('--num-steps', type=POSITIVE_INT, default=None,
-                   help=_preset_help('PGD steps', 'num_steps'))
+                   help=preset_help('PGD steps', 'num_steps'))
     g.add_argument('--step-size', type=number(float, 0, low_open=True), default=None,
-                   help=_preset_help('PGD step size', 'step_size'))
+                   help=preset_help('PGD step size', 'step_size'))
     g.add_argument('--random-start', type=int, choices=(0, 1), default=1,
                    help='start PGD from a uniform point of the eps-ball')
     g.add_argument('--lambda', dest='tla_lambda', type=NON_NEGATIVE, default=None,
-                   help=_preset_help('weight of the triplet term (lamda_triplet); 0: Madry AT',
+                   help=preset_help('weight of the triplet term (lamda_triplet); 0: Madry AT',
                                      'tla_lambda'))
     g.add_argument('--margin', type=NON_NEGATIVE, default=None,
-                   help=_preset_help('triplet margin m on d = 1 - |cos|', 'margin'))
+                   help=preset_help('triplet margin m on d = 1 - |cos|', 'margin'))
     g.add_argument('--regularize-lambda', type=NON_NEGATIVE, default=None,
-                   help=_preset_help('weight of the norm term mean(a^2 + p^2 + n^2)',
+                   help=preset_help('weight of the norm term mean(a^2 + p^2 + n^2)',
                                      'regularize_lambda'))
     g.add_argument('--pool-size', type=POSITIVE_INT, default=None,
-                   help=_preset_help('clean images embedded per batch to mine negatives from '
+                   help=preset_help('clean images embedded per batch to mine negatives from '
                                      '(batch x mul_num)', 'pool_size'))
     g.add_argument('--random-negative', action='store_true',
                    help='a random pool image of another class instead of the hardest one')
     g.add_argument('--clean-positive', type=int, choices=(0, 1), default=None,
-                   help=_preset_help('also a triplet with the clean image as positive (TLA\'s '
+                   help=preset_help('also a triplet with the clean image as positive (TLA\'s '
                                      'A_Ap_B)', 'clean_positive'))
     g.add_argument('--margin-mul', type=NON_NEGATIVE, default=1.0,
                    help='margin multiplier of the clean-positive triplet (margin_mul)')
     g.add_argument('--label-smoothing', type=number(float, 0, 1, high_open=True), default=None,
-                   help=_preset_help('label smoothing of the cross-entropy (training and PGD)',
+                   help=preset_help('label smoothing of the cross-entropy (training and PGD)',
                                      'label_smoothing'))
     g.add_argument('--optimizer', default=None, choices=('adam', 'sgd'),
-                   help=_preset_help('optimiser (sgd uses --mom)', 'optimizer'))
+                   help=preset_help('optimiser (sgd uses --mom)', 'optimizer'))
     g.add_argument('--augment', type=int, choices=(0, 1), default=None,
-                   help=_preset_help('random crops (padding 4) and flips', 'augment'))
+                   help=preset_help('random crops (padding 4) and flips', 'augment'))
     return g
 
 

@@ -27,6 +27,11 @@ class IdentityStreamSampler:
         self.reset()
 
     def reset(self):
+        pending, self._next = self._next, None
+        if pending is not None and self._pool is not None and not pending.cancel():
+            # a batch still being prefetched draws from self.rng: let it finish first, so that
+            # a seeded run draws in the same order every time (its batch is discarded)
+            concurrent.futures.wait([pending])
         self.stream_a, self.stream_b = identity_streams(self.identities, self.rng)
         if min(len(self.stream_a), len(self.stream_b)) < self.sources:
             raise ValueError('%s: a batch needs %d source and %d target images, but the two '

@@ -48,10 +48,16 @@ def make_optimizer(args, rescale_grad, steps):
     scheduler = mx.lr_scheduler.MultiFactorScheduler(step=list(steps), factor=0.1,
                                                      base_lr=args.lr) if steps else None
     if getattr(args, 'optimizer', 'sgd') == 'adam':
-        return mx.optimizer.Adam(learning_rate=args.lr, wd=args.wd, rescale_grad=rescale_grad,
-                                 beta1=0.9, beta2=0.999, epsilon=1e-8, lr_scheduler=scheduler)
-    return mx.optimizer.SGD(learning_rate=args.lr, momentum=args.mom, wd=args.wd,
-                            rescale_grad=rescale_grad, lr_scheduler=scheduler)
+        opt = mx.optimizer.Adam(learning_rate=args.lr, wd=args.wd, rescale_grad=rescale_grad,
+                                beta1=0.9, beta2=0.999, epsilon=1e-8, lr_scheduler=scheduler)
+    else:
+        opt = mx.optimizer.SGD(learning_rate=args.lr, momentum=args.mom, wd=args.wd,
+                               rescale_grad=rescale_grad, lr_scheduler=scheduler)
+    # --fc7-wd-mult by name (set before Module names the parameters, so nothing else changes).
+    # The symbol's own lr_mult/wd_mult attributes are not read, as in the original, whose
+    # optimizer was built without the symbol: fc7_bias keeps lr x1 and weight decay.
+    opt.set_wd_mult({'fc7_weight': getattr(args, 'fc7_wd_mult', 1.0)})
+    return opt
 
 
 def default_initializer(network):

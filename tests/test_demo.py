@@ -94,3 +94,20 @@ def test_tiny_comparison_trains_four_models_and_reports_detection(tmp_path, digi
     info = json.loads((tmp_path / 'demo.json').read_text())
     assert set(info['models']) == {'vanilla', 'MTER', 'AT', 'TLA'}
     assert {'train_AT', 'train_TLA', 'detect'} <= set(info['seconds'])
+
+
+def test_a_rerun_with_another_network_replaces_the_demo_models(tmp_path, digits_idx_dir):
+    """./run.sh --tiny then ./run.sh: the second run trains another network at the same
+    prefixes; the demo replaces its own earlier models instead of refusing them."""
+    import argparse
+    from src.checkpoint import load_checkpoint
+    args = argparse.Namespace(out_dir=str(tmp_path), seed=0, data_dir=str(digits_idx_dir),
+                              dataset='auto', no_progress=True)
+    flags = ['--main-per-batch-size', '24', '--adv-per-batch-size', '16'] + demo.VANILLA
+    for network in ('s5', 'l'):
+        preset = dict(train=['--network', network, '--loss-type', '0', '--num-test', '20'],
+                      stages=[['--lr', '0.05', '--max-steps', '1', '--lr-steps', '100']])
+        spec, _ = demo.train('vanilla', 'ad_mnist', preset, args, flags)
+        prefix, epoch = spec.rsplit(',', 1)
+        symbol, arg_params, _ = load_checkpoint(prefix, int(epoch))
+        assert ('conv1_weight' in arg_params) == (network == 'l'), network

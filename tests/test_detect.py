@@ -234,12 +234,21 @@ def test_command_line_end_to_end(lenet, digits_idx_dir, tmp_path, capsys):
 @pytest.mark.parametrize('bad, flag', [
     (['--eps', 'nan'], '--eps'), (['--eps', '0'], '--eps'), (['--methods', 'lof'], '--methods'),
     (['--attacks', 'pgd,deepfool'], '--attacks'), (['--num-fit', '-1'], '--num-fit'),
-    (['--k', '0'], '--k'), (['--fpr', '1.5'], '--fpr')])
+    (['--k', '0'], '--k'), (['--fpr', '1.5'], '--fpr'), (['--aa-iterations', '0'],
+                                                         '--aa-iterations')])
 def test_bad_arguments_are_refused(bad, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         detect.parse_args(['--model', 'm,1'] + bad)
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_bad_data_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert detect.main(['--model', str(tmp_path / 'm') + ',1', '--dataset', 'cifar10']) == 2
+    assert 'error: --dataset cifar10 needs --data-dir' in capsys.readouterr().err
+    assert detect.main(['--model', str(tmp_path / 'm') + ',1', '--data-dir',
+                        str(tmp_path / 'none')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
 
 
 def test_help_runs_as_script_and_module(tmp_path):

@@ -139,3 +139,27 @@ def test_launcher_plans_and_ssh_commands(tmp_path):
                                                                         'import mxnet']
     with pytest.raises(SystemExit):
         launch.parse_args(['-n', '2', '--launcher', 'ssh', 'python', 'x.py'])  # no -H
+
+
+def test_env_values_may_hold_colons_and_names_are_checked():
+    args = launch.parse_args(['-n', '1', '--env', 'LD_LIBRARY_PATH=/a:/b', '--env',
+                              'OMP_NUM_THREADS:2', 'python', 'x.py'])
+    assert args.env == [('LD_LIBRARY_PATH', '/a:/b'), ('OMP_NUM_THREADS', '2')]
+    for bad in ('NOVALUE', 'A B=1', '1X=2'):
+        with pytest.raises(SystemExit):
+            launch.parse_args(['-n', '1', '--env', bad, 'python', 'x.py'])
+
+
+def test_a_worker_that_cannot_start_stops_the_job(tmp_path):
+    """The scheduler and server already run when the worker's command is not found: they are
+    stopped, and the launcher exits with the shell's 'not found' code."""
+    job = _launch(['-n', '1', '-s', '1', '--launcher', 'local', '--grace', '3',
+                   str(tmp_path / 'no-such-command'), '--flag'])
+    output, _ = job.communicate(timeout=60)
+    assert job.returncode == 127, output
+    assert 'cannot start the worker 0' in output and 'no-such-command' in output
+    pids = [int(p) for p in re.findall(r'launch.py: started \w+(?: \d+)? \(pid (\d+)\)', output)]
+    assert len(pids) == 2  # scheduler, server
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -2,6 +2,7 @@
 src/ad_face.py), and bad values refused when the flags are parsed, before any data is read."""
 import re
 
+import numpy as np
 import pytest
 
 import ad_face
@@ -75,3 +76,34 @@ def test_attack_eps_must_be_finite_and_non_negative(eps, capsys):
         attack_mnist.parse_args(['--model', 'm,0', '--eps', eps])
     assert exit_info.value.code == 2
     assert 'expected finite non-negative numbers' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('kvstore', ['local', 'device'])
+def test_fc7_wd_mult_scales_the_classifier_weight_decay_only(kvstore):
+    """One SGD step with a zero gradient is pure weight decay: w <- w - lr * wd * mult * w, with
+    mult = --fc7-wd-mult for fc7_weight and 1 for every other parameter (fc7_bias included, as
+    the original's optimizer, which never read the symbol's multipliers)."""
+    import argparse
+    import mxnet as mx
+    from src.fit import make_optimizer
+    data = mx.sym.Variable('data')
+    fc1 = mx.sym.FullyConnected(data, num_hidden=4, name='fc1')
+    fc7 = mx.sym.FullyConnected(fc1, weight=mx.sym.Variable('fc7_weight', wd_mult=7.0),
+                                bias=mx.sym.Variable('fc7_bias', lr_mult=2.0, wd_mult=0.0),
+                                num_hidden=3, name='fc7')
+    mod = mx.mod.Module(mx.sym.MakeLoss(mx.sym.sum(fc7) * 0), data_names=['data'],
+                        label_names=None)
+    mod.bind(data_shapes=[('data', (2, 5))])
+    rng = np.random.RandomState(0)
+    start = {name: rng.uniform(0.5, 1.5, shape).astype(np.float32) for name, shape in
+             zip(mod.symbol.list_arguments(), mod.symbol.infer_shape(data=(2, 5))[0])
+             if name != 'data'}
+    mod.init_params(arg_params={k: mx.nd.array(v) for k, v in start.items()})
+    args = argparse.Namespace(lr=0.5, wd=0.1, mom=0.0, fc7_wd_mult=3.0, optimizer='sgd')
+    mod.init_optimizer(kvstore=kvstore, optimizer=make_optimizer(args, 0.5, None))
+    mod.forward_backward(mx.io.DataBatch([mx.nd.ones((2, 5))]))
+    mod.update()
+    params = {k: v.asnumpy() for k, v in mod.get_params()[0].items()}
+    assert np.allclose(params['fc7_weight'], start['fc7_weight'] * (1 - 0.5 * 0.1 * 3.0))
+    for name in ('fc1_weight', 'fc1_bias', 'fc7_bias'):
+        assert np.allclose(params[name], start[name] * (1 - 0.5 * 0.1)), name

@@ -201,10 +201,11 @@ def test_short_run_writes_a_checkpoint_that_reloads(tmp_path, caplog, digits_idx
     assert np.mean(pred == data.test_y[:120]) == pytest.approx(accs[-1], abs=1e-5)
 
 
-def test_at_contradicting_lambda_is_refused(digits_idx_dir, tmp_path):
-    with pytest.raises(ValueError, match='contradicts --lambda 0.5'):
-        ad_tla.main(['--method', 'at', '--lambda', '0.5', '--data-dir', str(digits_idx_dir),
+def test_at_contradicting_lambda_is_refused_when_parsed(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # before any data is read: the folder does not exist
+        ad_tla.main(['--method', 'at', '--lambda', '0.5', '--data-dir', str(tmp_path / 'none'),
                      '--prefix', str(tmp_path / 'm')])
+    assert 'contradicts --lambda 0.5' in capsys.readouterr().err
 
 
 def test_a_few_batches_on_cifar10_files(tmp_path, monkeypatch, caplog):
