@@ -313,3 +313,20 @@ def test_threshold_flag_follows_the_same_rule(value, capsys):
     assert exit_info.value.code == 2
     assert re.search(r'--threshold: the threshold is a squared Euclidean distance .*expected a '
                      r'number in \(0, 4\]', capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_the_weight_check_finds_one_bad_value_on_any_context(bad):
+    """The check after every update: one NaN or infinity anywhere, in any array on any context,
+    is found; huge finite values are not taken for infinities."""
+    from src.fit import all_finite
+    rng = np.random.RandomState(0)
+    arrays = [mx.nd.array(rng.randn(*shape) * 1e30, ctx=mx.cpu(i % 2))
+              for i, shape in enumerate([(300, 200), (7,), (3, 4, 5, 6)])]
+    assert all_finite(arrays)
+    for index in range(len(arrays)):
+        spoilt = [a.copy() for a in arrays]
+        values = spoilt[index].asnumpy()
+        values.flat[values.size // 2] = bad
+        spoilt[index] = mx.nd.array(values, ctx=arrays[index].context)
+        assert not all_finite(spoilt), index
