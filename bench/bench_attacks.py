@@ -21,6 +21,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from bench.timing import timed
 from eval.apgd import APGD, APGDT
 from eval.attacks import gradient_block
 from eval.fab import FAB
@@ -41,16 +42,6 @@ def build_network(args, ctx):
     mod.init_params(mx.init.Xavier())
     arg, aux = mod.get_params()
     return Network(sym, arg, aux, output='logits', ctx=ctx)
-
-
-def timed(fn, repeats):
-    fn()  # warm-up (graph binding, memory)
-    mx.nd.waitall()
-    started = time.time()
-    for _ in range(repeats):
-        fn()
-    mx.nd.waitall()
-    return (time.time() - started) / repeats
 
 
 def raw_passes(net, x, repeats):

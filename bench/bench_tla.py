@@ -11,29 +11,17 @@ gradient, not the parameters'): the ratio is printed.
 """
 import argparse
 import logging
-import time
 
-import mxnet as mx
 import numpy as np
 
 import ad_tla
 from bench.bench_mter import raw_fwd_bwd
+from bench.timing import timed
 from data.datasets import IMAGE_SHAPE, PIXEL_RANGE, kind
 from src import args as flags
 from src import tla
 from src.fit import Trainer
 from src.metrics import TrainMetrics
-
-
-def timed(fn, repeats):
-    """Mean seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
-    fn()
-    mx.nd.waitall()
-    start = time.time()
-    for _ in range(repeats):
-        fn()
-    mx.nd.waitall()
-    return (time.time() - start) / repeats
 
 
 def main():
