@@ -6,6 +6,7 @@ Paper (paths changed):
     --lr 0.01 --main-per-batch-size 90 --adv-per-batch-size 120 --ctx-num 4 --ctx-adv-num 2 \
     --prefix models/mter-r50/model --pretrained models/r50_webface_arc/model,100
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 

@@ -6,6 +6,7 @@ Paper, stage 1 (paths changed):
     --end-epoch 100 --main-per-batch-size 2700 --adv-per-batch-size 1800 --adv-round 50 \
     --adv-alpha 0.20 --adv-sigma 0.35 --adv-thd 0.05 --weightadv 1 --prefix models/o18/model
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 

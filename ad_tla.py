@@ -15,6 +15,7 @@ The triplet uses the network's embedding (the layer the checkpoint names embeddi
 TLA's CNN: its FC-1024 after ReLU; Madry's wide ResNet: the 640-d global pool; the o/s ResNets:
 their global pool; LeNet: its 120-d tanh layer.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 

@@ -16,6 +16,7 @@ version, --aa-standard the reference's); the worst-case row (every attack, AutoA
 on those images) is the headline figure, and results.json / demo.json say how many images,
 which settings and how many seconds AutoAttack took.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import json
 import logging
@@ -232,7 +233,7 @@ def autoattack_summary(results):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
     preset_name = next((name for name in ('compare', 'full', 'tiny', 'tiny_compare')
                         if getattr(args, name)), 'default').replace('_', '-')
     preset = PRESETS[preset_name]

@@ -8,8 +8,8 @@ which the wheel does not ship).
   python launch.py -n 4 -s 2 --launcher ssh -H hosts python ad_face.py --kvstore dist_sync ...
 
 Every process gets the DMLC_* environment (role, scheduler address and port, numbers of servers
-and workers). The scheduler and the servers run ``python -c "import mxnet"`` (importing mxnet
-with DMLC_ROLE=server or scheduler runs that role's loop); the workers run the command. Each
+and workers). The scheduler and the servers run ``python -c "import runtime, mxnet"`` (importing
+mxnet with DMLC_ROLE=server or scheduler runs that role's loop; runtime first, as everywhere); the workers run the command. Each
 output line is prefixed with the process's role and index ("[worker 1]"; a worker's kvstore
 rank may differ from its index: the training scripts log their rank). When a process exits
 with an error or is killed, or on Ctrl-C, every other process is stopped (SIGTERM, then SIGKILL
@@ -71,7 +71,7 @@ def dmlc_env(role, root_uri, root_port, num_workers, num_servers, interface=None
 
 def role_command(role, command, python):
     """What a process runs: the workers the user's command, the others only mxnet's loop."""
-    return list(command) if role == 'worker' else [python, '-c', 'import mxnet']
+    return list(command) if role == 'worker' else [python, '-c', 'import runtime, mxnet']
 
 
 def ssh_command(host, env, command, directory, ssh_port=None):

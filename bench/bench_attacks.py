@@ -18,6 +18,7 @@ linearisation) and a forward pass (is the new point adversarial?), as in the ref
 import argparse
 import time
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 

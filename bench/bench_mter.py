@@ -14,6 +14,7 @@ import argparse
 import logging
 import time
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
@@ -51,7 +52,7 @@ def main():
     parser.add_argument('--image-size', type=int, default=112, help='face image side (--face)')
     own, rest = parser.parse_known_args()
     fixed = ['--adv-thd', '-1', '--ckpt', '0', '--verbose', '0']
-    logging.basicConfig(level=logging.WARNING)
+    runtime.setup_logging(level=logging.WARNING)
     if own.face:
         args = ad_face.parse_args(rest + fixed)
         image_shape = (3, own.image_size, own.image_size)

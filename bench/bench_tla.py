@@ -9,6 +9,7 @@ Other flags go to ad_tla.py (MNIST-format shapes; --dataset cifar10 --network wr
 One PGD step should cost about one raw fwd+bwd of the images it attacks (it needs the input
 gradient, not the parameters'): the ratio is printed.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 
@@ -29,7 +30,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--repeats', type=int, default=3, help='timed repeats of each part')
     own, rest = parser.parse_known_args()
-    logging.basicConfig(level=logging.WARNING)
+    runtime.setup_logging(level=logging.WARNING)
     args = ad_tla.parse_args(rest + ['--ckpt', '0', '--verbose', '0'])
     data_kind = kind(args.dataset)
     flags.apply_tla_preset(args, data_kind)

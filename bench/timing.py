@@ -1,6 +1,7 @@
 """Timing shared by the benchmarks."""
 import time
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 

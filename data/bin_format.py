@@ -11,11 +11,12 @@ unpickler of ``data.safe_pickle``: only lists, tuples, bools, bytes/str and nump
 bool) arrays are admitted; a file asking for anything else (a ``__reduce__`` payload) is
 refused with an error naming the file and the global, before any of it runs.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import pickle
 
 import numpy as np
 
-from src.atomic import atomic_write
+from runtime.atomic import atomic_write
 
 from .safe_pickle import UnsafePickleError, restricted_loads
 

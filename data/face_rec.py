@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 from mxnet import recordio
 
 __all__ = ['FaceRecordSet', 'FaceDataError', 'read_property', 'identity_streams',

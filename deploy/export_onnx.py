@@ -10,6 +10,7 @@ InsightFace's MXNet-era models; MNIST-format networks: grey 0..1), and one outpu
 on a batch and on its first image alone; above the tolerance the export fails and no file is
 written (the file is written atomically: an older one at ``--out`` stays as it was).
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import sys
 
 from deploy.parity import DEFAULT_TOLERANCE
-from src.atomic import atomic_write
+from runtime.atomic import atomic_write
 
 # MXNet, onnx and onnxruntime are imported where they are used, so that --help is instant
 
@@ -159,7 +160,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format='%(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.WARNING, format='%(message)s', stream=sys.stderr)
     if args.check_batch < 1:
         parser.error('--check-batch must be >= 1')
     from deploy import graph_prep, parity

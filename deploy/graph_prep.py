@@ -9,6 +9,7 @@ gammas to 1.
 """
 import json
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from eval.model import output_symbol

@@ -57,6 +57,7 @@ Example::
         --threshold-json r50-lfw-thr.json --mode impersonation --eps 1,2,4,6,8,10 \\
         --num-pairs 500 --out-dir results/r50-hit-rate
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import json
 import logging
@@ -615,7 +616,7 @@ def resolve_threshold(args, net, images, issame):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stderr)
     import mxnet as mx
     from eval import report, sanity
     from eval.model import Network

@@ -51,6 +51,7 @@ import logging
 import sys
 import time
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
@@ -413,7 +414,7 @@ def _load_model(spec, ctx):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
     args = parse_args(argv)
     from data.mnist import load_mnist
     np.random.seed(args.seed)

@@ -52,6 +52,7 @@ import warnings
 import weakref
 
 import numpy as np
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 from tqdm import tqdm
 

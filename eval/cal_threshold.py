@@ -16,6 +16,7 @@ The JSON written (read it with ``load_threshold``)::
 ``cosine_similarity`` = 1 - threshold / 2 is the same threshold on cosine similarity (a
 pair matches when cos > it).
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import json
 import logging
@@ -25,7 +26,7 @@ import sys
 
 import numpy as np
 
-from src.atomic import atomic_write
+from runtime.atomic import atomic_write
 
 from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args,
                                check_input_size, combine_flip,
@@ -116,7 +117,7 @@ def main(argv=None):
                         help='JSON to write (default: <prefix>-<epoch>-<target>-threshold.json, '
                              'or <model>-<target>-threshold.json beside a .onnx model)')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     if ',' in args.target:
         parser.error('--target takes one set, got %r' % args.target)
 

@@ -44,6 +44,7 @@ Example::
     python -m eval.detect --model models/mnist-tla/model,20 --dataset mnist \\
         --attacks pgd,cw --methods gaussian,gmm,knn --out-dir results/mnist-tla-detect
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import json
 import logging
@@ -441,7 +442,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
     args = parse_args(argv)
     try:
         return run(args)

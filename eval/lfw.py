@@ -10,6 +10,7 @@ ArcFace alignment).  This tool does no detection or alignment: an image whose si
 the network input is centre-cropped to the input's aspect ratio and resized, which is only
 meaningful for aligned crops.  Metrics: ``eval.verification`` (image+flip, 10 folds).
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 import os
@@ -101,7 +102,7 @@ def main(argv=None):
     parser.add_argument('--nfolds', type=int, default=10, help='cross-validation folds')
     parser.add_argument('--json', default=None, help='write the results here')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
 
     from eval.onnx_model import is_onnx_path, load_network
     from src.checkpoint import parse_model_spec

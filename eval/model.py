@@ -9,6 +9,7 @@ Works on this project's checkpoints (``embedding_output`` / ``fc7_output``) and 
 InsightFace ones (``fc1_output``).
 """
 import numpy as np
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from src.checkpoint import load_checkpoint, parse_model_spec

@@ -14,6 +14,7 @@ The metric functions work on NumPy arrays and need no MXNet.  ``embed_pairs`` an
 ``verify_targets`` take either an ``eval.model.Network`` or a plain embedding function, so the
 trainer can pass its own forward.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 import os
@@ -510,7 +511,7 @@ def main(argv=None):
     parser.add_argument('--json', default=None, help='write every result (with ROC) here')
     parser.add_argument('--roc', default=None, help='write ROC curves to this PNG')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
 
     from eval.onnx_model import is_onnx_path, load_network
     try:

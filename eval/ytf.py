@@ -13,6 +13,7 @@ embedding is the mean of its frames' L2-normalised embeddings, normalised again 
 unless ``--flip``).  ``--max-frames`` caps the frames per video (evenly spaced over the sorted
 names).  Metrics: ``eval.verification`` (squared distance, best threshold on 9 splits).
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
 import os
@@ -119,7 +120,7 @@ def main(argv=None):
     parser.add_argument('--flip', action='store_true', help='add flipped-frame embeddings')
     parser.add_argument('--json', default=None, help='write the results here')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
 
     from eval.model import Network
     from src.checkpoint import parse_model_spec

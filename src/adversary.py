@@ -26,6 +26,7 @@ never go through host memory when both groups are on devices.
 """
 import collections
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 

@@ -1,7 +1,7 @@
 """Checkpoints in MXNet's format (``prefix-symbol.json`` + ``prefix-%04d.params``).
 
 A checkpoint on disk is always a good one:
-- each file is written atomically (src.atomic), so a crash never leaves a half-written one;
+- each file is written atomically (runtime.atomic), so a crash never leaves a half-written one;
 - ``save_checkpoint`` refuses parameters with a non-finite value (nothing is written);
 - ``CheckpointWriter`` (the training runs') never replaces another run's checkpoint: a run whose
   prefix already holds checkpoints of the same network continues their numbering (and keeps the
@@ -15,10 +15,11 @@ import os
 import re
 import shutil
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
-from .atomic import atomic_write, remove_stale_temporaries
+from runtime.atomic import atomic_write, remove_stale_temporaries
 
 CLASSIFIER_PREFIXES = ('fc7',)  # the classification head: re-initialised when fine-tuning
 

@@ -1,6 +1,7 @@
 """Device contexts and the batch plan shared by both training scripts."""
 import collections
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 BatchPlan = collections.namedtuple('BatchPlan', 'sources main_ctx_sources adv_ctx_sources')

@@ -13,6 +13,7 @@ import random
 import time
 import warnings
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
@@ -344,7 +345,7 @@ class Trainer:
 
 
 def setup_logging():
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    runtime.setup_logging(logging.INFO, '%(asctime)s %(message)s')
 
 
 def tag_logs(rank, num_workers):

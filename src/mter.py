@@ -15,6 +15,7 @@ gradient).
 """
 import logging
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from symbols import heads

@@ -24,6 +24,7 @@ main step are those of the whole [a | p | n] slice of a context (the original no
 of the three with its own batch statistics); "best" checkpoints are never chosen on test-set
 robustness (the original picks its best by PGD accuracy on the test set).
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 

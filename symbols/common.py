@@ -4,6 +4,7 @@ The only difference between a network in training mode and the same network in a
 is here: batch-norm layers use their moving statistics (``use_global_stats``) and dropout is off,
 so the attack sees the deterministic inference network the main group is training.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 EMBEDDING_NAME = 'embedding'  # every builder ends in an identity op of this name (no parameters)
@@ -19,6 +20,16 @@ def dropout(data, p, adversary=False, name=None):
     if adversary or p <= 0:
         return data
     return mx.sym.Dropout(data=data, p=p, name=name)
+
+
+def flatten_for_fc(data, name):
+    """An explicit Flatten between a convolution + batch-norm and a FullyConnected layer.
+
+    MXNet 1.9.1's oneDNN subgraph backend fuses convolution + batch-norm for inference and
+    hands its output, in oneDNN's blocked layout, to FullyConnected, which fails at the second
+    forward on AVX-512 CPUs ("Check failed: !IsMKLDNNData()"). A Flatten reorders it first; it
+    has no parameters, and the value is the same (FullyConnected flattens its input anyway)."""
+    return mx.sym.Flatten(data=data, name=name)
 
 
 def name_embedding(sym):

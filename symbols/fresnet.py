@@ -31,9 +31,10 @@ Where this port deliberately differs from the original:
   and its ``version_input=2`` uses grouped ResNeXt units instead of bn_data. This module
   follows InsightFace.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
-from .common import batch_norm, dropout, name_embedding
+from .common import batch_norm, dropout, flatten_for_fc, name_embedding
 
 # depth -> (units per stage, bottleneck)
 DEPTHS = {
@@ -222,7 +223,8 @@ def _head(L, body, emb_size, version_output):
         return _gnap(L, body, emb_size)
     if head == 'GDC':    # MobileFaceNet's global depthwise 7x7 conv; its BN keeps MXNet's eps
         body = L.conv(body, 'conv_6dw7_7_conv2d', 512, 7, num_group=512, pad=0)
-        return fc_bn(L.bn(body, 'conv_6dw7_7_batchnorm', eps=1e-3))
+        body = L.bn(body, 'conv_6dw7_7_batchnorm', eps=1e-3)
+        return fc_bn(flatten_for_fc(body, 'conv_6dw7_7_flatten'))
     # GAP and A-D: BN-act-global average pool
     body = L.act(L.bn(body, 'bn1'), 'relu1', 'prelu')
     body = mx.sym.Pooling(data=body, global_pool=True, kernel=(7, 7), pool_type='avg',

@@ -6,6 +6,7 @@ with a label symbol it adds the additive angular margin to the target logit (tra
 """
 import math
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 LOSS_TYPES = (0, 4)

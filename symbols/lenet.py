@@ -1,4 +1,5 @@
 """LeNet-5 of the original (tanh, max-pool, 120-d embedding); names conv1, conv2, fc1."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from .common import name_embedding

@@ -6,6 +6,7 @@ Residual Networks"), CIFAR-style: 3x3 stem, no stem pooling, global average pool
 names (bn_data, conv0, stageI_unitJ_{bn1,conv1,bn2,conv2,bn3,conv3,sc}, bn1) are the original's,
 so its checkpoints load.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from .common import batch_norm, name_embedding

@@ -13,6 +13,7 @@ the flatten before the FC is channel-major here (NCHW) and TF's is channel-last.
 
 Parameter names: conv1..conv4 (_weight, _bias), bn1..bn4, fc1, bn_fc1.
 """
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from .common import batch_norm, name_embedding

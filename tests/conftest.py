@@ -1,3 +1,4 @@
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import gzip
 import os
 import struct
@@ -55,7 +56,7 @@ def train_lenet_digits(epochs, seed):
     return sym, arg, aux, data
 
 
-def assert_close_to_scale(actual, expected, rel):
+def assert_close_to_scale(actual, expected, rel, what=''):
     """max |actual - expected| <= rel * max |expected|: float32 results of different CPUs (their
     MKL-DNN kernels) differ by round-off that grows with the values' scale and the network's
     depth, so comparisons are relative to the scale of the whole output, never per element."""
@@ -63,4 +64,5 @@ def assert_close_to_scale(actual, expected, rel):
     assert actual.shape == expected.shape
     scale = np.abs(expected).max()
     diff = np.abs(actual - expected).max()
-    assert diff <= rel * scale, 'max |difference| %g exceeds %g x scale %g' % (diff, rel, scale)
+    assert diff <= rel * scale, '%smax |difference| %g exceeds %g x scale %g' % (
+        what + ': ' if what else '', diff, rel, scale)

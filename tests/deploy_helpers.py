@@ -6,6 +6,7 @@ is 2.5: MXNet ignores it (it computes with 1), so an export that kept it would d
 """
 import json
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 

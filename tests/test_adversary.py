@@ -1,5 +1,6 @@
 """The attack round: it lowers the feature distance, stays in the sigma ball and pixel range,
 stops early at the threshold, and runs on the training network's weights."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

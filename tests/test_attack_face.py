@@ -2,6 +2,7 @@
 64-d embedding, 32x32 synthetic faces from data/synthetic.py)."""
 import json
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """Attacks (eval.attacks) and sanity checks (eval.sanity) on a LeNet trained here on
 scikit-learn's digits resized to 28x28 (a few seconds)."""
 import numpy as np
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import pytest
 

@@ -5,6 +5,7 @@ settings are exercised by the same code paths."""
 import json
 import math
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """Feature-level AutoAttack in eval/attack_face.py (apgd, square, autoattack on 1 - cosine), on a
 random-weights LeNet embedding of 0-255 RGB images and random pairs: hit rates, the per-stage
 records and the gradient-masking check."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@ import json
 import os
 
 import cv2
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

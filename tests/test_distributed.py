@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest
@@ -135,8 +136,8 @@ def test_launcher_plans_and_ssh_commands(tmp_path):
     assert ssh[-1] == ("cd '/work/x y' && env DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=3 "
                        "DMLC_PS_ROOT_PORT=9091 DMLC_PS_ROOT_URI=alpha DMLC_ROLE=worker "
                        "OMP_NUM_THREADS=4 python ad_face.py --prefix 'a b'")
-    assert launch.role_command('server', ['python', 'x.py'], 'py') == ['py', '-c',
-                                                                        'import mxnet']
+    assert launch.role_command('server', ['python', 'x.py'], 'py') == [
+        'py', '-c', 'import runtime, mxnet']
     with pytest.raises(SystemExit):
         launch.parse_args(['-n', '2', '--launcher', 'ssh', 'python', 'x.py'])  # no -H
 

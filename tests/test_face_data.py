@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import cv2
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

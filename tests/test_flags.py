@@ -1,5 +1,6 @@
 """Flags: the original's names and defaults (read from zhongyy/Adversarial_MTER src/ad_mnist.py and
 src/ad_face.py), and bad values refused when the flags are parsed, before any data is read."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import re
 
 import numpy as np

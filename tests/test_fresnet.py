@@ -6,6 +6,7 @@ model's parameters and the other way round.
 """
 import json
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -6,7 +6,8 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOWER = ('data', 'symbols', 'src')
+LOWER = ('runtime', 'data', 'symbols', 'src')
+PROJECT = LOWER + ('eval', 'deploy', 'bench', 'tests')
 UPPER = ('eval', 'deploy', 'bench', 'tests', 'ad_mnist', 'ad_face', 'ad_tla', 'demo', 'launch')
 
 
@@ -40,3 +41,11 @@ def test_lower_layers_do_not_import_upper_ones(module):
     upward = [name for name in imported_modules(os.path.join(ROOT, module))
               if name.split('.')[0] in UPPER]
     assert not upward, '%s imports %s' % (module, ', '.join(upward))
+
+
+@pytest.mark.parametrize('module', [m for m in lower_modules() if m.startswith('runtime')])
+def test_runtime_is_the_bottom_floor(module):
+    """runtime/ is imported first by every layer: it imports nothing of the project."""
+    project = [name for name in imported_modules(os.path.join(ROOT, module))
+               if name.split('.')[0] in PROJECT + UPPER and name.split('.')[0] != 'runtime']
+    assert not project, '%s imports %s' % (module, ', '.join(project))

@@ -2,6 +2,7 @@
 import math
 import types
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -4,6 +4,7 @@ any number of contexts. The reference below is written from the original's formu
 the SUMMED cross-entropy of its clean images divided by 3B/2 (ad_mnist.py) or B/2 (ad_face.py),
 B = main batch over all contexts, plus weightadv * the mean triplet of its slice; the optimiser
 rescales the summed gradients by 1/ctx-num."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest

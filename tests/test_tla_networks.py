@@ -4,6 +4,7 @@ adversary mode = the inference network, the in-graph per-image standardisation, 
 WRN is heavy on a CPU (46 M parameters): its tests use batches of 2 and few forwards."""
 import json
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_shapes_and_embedding_size(network):
         # activated input, the next stages' shortcuts the raw sum of the previous unit
         nodes = json.loads(emb.tojson())['nodes']
         inputs = {n['name']: [nodes[i[0]]['name'] for i in n['inputs']] for n in nodes}
-        assert 'stage1_unit1_relu1' in inputs['stage1_unit1_sc_pad']  # concat of zeros, x
+        assert inputs['stage1_unit1_sc_pad_to_last'] == ['stage1_unit1_relu1']  # zero-padded x
         assert inputs['stage2_unit1_sc_pool'] == ['stage1_unit5_add']
         assert inputs['stage3_unit1_sc_pool'] == ['stage2_unit5_add']
         assert inputs['stage1_unit2_add'] == ['stage1_unit2_conv2', 'stage1_unit1_add']

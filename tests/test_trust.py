@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import ad_mnist
 from data.bin_format import load_bin, save_bin
 from data.safe_pickle import UnsafePickleError, restricted_loads
 from data.synthetic import make_synthetic
-from src.atomic import atomic_write, remove_stale_temporaries
+from runtime.atomic import atomic_write, remove_stale_temporaries
 from src.checkpoint import NonFiniteError, load_params, save_checkpoint, saved_epochs
 from tests.conftest import write_idx
 
@@ -216,7 +217,7 @@ def test_an_earlier_latest_that_is_not_numbered_is_kept(tmp_path, caplog, digits
 
 def test_temporary_files_of_killed_writes_are_removed(tmp_path):
     prefix = str(tmp_path / 'model')
-    code = ('import os, sys; from src.atomic import atomic_write\n'
+    code = ('import os, sys; from runtime.atomic import atomic_write\n'
             'atomic_write(sys.argv[1], lambda tmp: os._exit(9))')  # dies mid-write
     run = subprocess.run([sys.executable, '-c', code, prefix + '-0003.params'],
                          cwd=os.path.dirname(ad_mnist.__file__))
