@@ -39,10 +39,11 @@ def parse_args(argv=None):
     g.add_argument('--cutoff', type=flags.NON_NEGATIVE_INT, default=0,
                    help='cutout square side (0: off)')
     g = flags.add_network_args(parser, network='r50')
-    g.set_defaults(margin_m=0.5, margin_s=64.0)
+    g.set_defaults(margin_m=0.5, margin_s=64.0, emb_size=None)
     g.add_argument('--version-se', type=int, default=0, help='squeeze-excitation units (0/1)')
     g.add_argument('--version-input', type=int, default=1, help='fresnet input block')
-    g.add_argument('--version-output', default='E', help='fresnet embedding head (E, ...)')
+    g.add_argument('--version-output', default=None,
+                   help='embedding head (default: E for fresnet, GDC for y1, as InsightFace)')
     g.add_argument('--version-unit', type=int, default=3, help='fresnet residual unit')
     g.add_argument('--version-act', default='prelu', help='fresnet activation')
     flags.add_mter_args(parser, adv_round=10, adv_sigma=1, adv_thd=0.1, weightadv=1,
@@ -50,7 +51,7 @@ def parse_args(argv=None):
                         ce_weight=1 / 3.0, ce_weight_help=CE_WEIGHT_HELP)
     flags.add_train_args(parser, lr_base=(100000, 140000, 160000))
     parser.set_defaults(lr=0.001, verbose=200)
-    return parser.parse_args(argv)
+    return flags.apply_face_preset(parser.parse_args(argv))
 
 
 CE_WEIGHT_HELP = ("Default 1/3: the original divided the summed cross-entropy of the 2B/3 clean "

@@ -47,7 +47,7 @@ def build_network(args, ctx):
 
 def raw_passes(net, x, repeats):
     """Seconds of one forward+backward (input gradient) and one forward of the batch."""
-    block = gradient_block(net)
+    block = gradient_block(net, x.shape[1:])
     data = mx.nd.array(x, ctx=net.ctx)
     data.attach_grad()
 

@@ -13,6 +13,7 @@ import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
 from eval.model import output_symbol
+from symbols.graph import stock_prelu
 
 FACE_PIXEL_MAX = 255.0    # fresnet: RGB 0..255, normalised inside the graph
 MNIST_PIXEL_MAX = 1.0     # MNIST-format networks: grey 0..1
@@ -30,10 +31,12 @@ def graph_nodes(symbol):
 
 def select_output(symbol, output, input_shape):
     """(output symbol, output name): 'auto' is the embedding for 3-channel (face) networks, as
-    InsightFace ships its models, and the logits for the others (MNIST-format classifiers)."""
+    InsightFace ships its models, and the logits for the others (MNIST-format classifiers).
+    PReLUs built from fast operators are turned back into LeakyReLU(act_type='prelu')."""
     if output == 'auto':
         output = 'embedding' if input_shape[0] == 3 else 'logits'
-    return output_symbol(symbol, output), output
+    # the project's fast PReLU (symbols.common.prelu) goes out as ONNX's PRelu
+    return stock_prelu(output_symbol(symbol, output)), output
 
 
 def default_input_shape(symbol, params):

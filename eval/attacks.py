@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from eval.attack_losses import (CLASSIFIER_LOSSES, EMBEDDING_LOSSES, classifier_loss,
                                 embedding_loss)
-
+from symbols.graph import Transform, rebuild
 
 
 def _to_numpy(x):
@@ -85,40 +85,33 @@ def l2_normalise(emb):
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-def inference_graph(symbol):
-    """``symbol`` with every train-mode-dependent op made deterministic: batch-norm on global
-    statistics, dropout replaced by identity. Raises on ops it cannot make deterministic."""
-    graph = json.loads(symbol.tojson())
-    for node in graph['nodes']:
-        attrs = node.setdefault('attrs', {})
-        if node['op'] in ('BatchNorm', '_contrib_SyncBatchNorm'):
-            attrs['use_global_stats'] = 'True'
-        elif node['op'] == 'Dropout':
-            node['op'], node['attrs'], node['inputs'] = '_copy', {}, node['inputs'][:1]
-        elif node['op'] == 'LeakyReLU' and attrs.get('act_type') == 'rrelu':
-            raise ValueError('node %s: rrelu is random in training mode; attacks need a '
-                             'deterministic graph' % node['name'])
-    return mx.sym.load_json(json.dumps(graph))
+def inference_graph(symbol, image_shape):
+    """``symbol`` in adversary mode (``symbols.graph``): batch-norm on global statistics,
+    dropout off, PReLU on fast operators; ``image_shape`` (C, H, W) gives the PReLUs' channels.
+    Raises on ops it cannot make deterministic."""
+    return rebuild(symbol, Transform(symbol, (1,) + tuple(image_shape), adversary=True))
 
 
 _GRADIENT_BLOCKS = weakref.WeakKeyDictionary()
 
 
-def gradient_block(model):
+def gradient_block(model, image_shape):
     """A hybridized SymbolBlock computing ``model.block``'s function (inference semantics) that
-    is safe to differentiate under ``autograd.record(train_mode=True)``; parameters are copied
-    (``model`` is left untouched) and get no gradient buffers. Cached per model."""
-    block = _GRADIENT_BLOCKS.get(model)
-    if block is None:
-        symbol = inference_graph(model.block(mx.sym.var('data')))
+    is safe to differentiate under ``autograd.record(train_mode=True)``, for images of
+    ``image_shape``; parameters are copied (``model`` is left untouched) and get no gradient
+    buffers. Cached per model."""
+    image_shape = tuple(image_shape)
+    cached = _GRADIENT_BLOCKS.get(model)
+    if cached is None or cached[0] != image_shape:
+        symbol = inference_graph(model.block(mx.sym.var('data')), image_shape)
         block = mx.gluon.SymbolBlock(symbol, mx.sym.var('data', dtype='float32'))
         source = {name: param.data() for name, param in model.block.collect_params().items()}
         for name, param in block.collect_params().items():
             param.grad_req = 'null'
             param._load_init(source[name], model.ctx)  # pylint: disable=protected-access
         block.hybridize(static_alloc=True)
-        _GRADIENT_BLOCKS[model] = block
-    return block
+        cached = _GRADIENT_BLOCKS[model] = (image_shape, block)
+    return cached[1]
 
 
 class Objective:
@@ -182,7 +175,7 @@ class Objective:
         x_nd = mx.nd.array(x, ctx=self.model.ctx)
         x_nd.attach_grad()
         with mx.autograd.record(train_mode=True):  # safe on gradient_block: see module doc
-            out = gradient_block(self.model)(x_nd)
+            out = gradient_block(self.model, x_nd.shape[1:])(x_nd)
         out_np = out.asnumpy()
         value, d_out = self.head(out_np, ref, target)
         out.backward(mx.nd.array(d_out.reshape(out.shape), ctx=self.model.ctx))

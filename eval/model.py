@@ -12,8 +12,9 @@ import numpy as np
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
-from src.checkpoint import load_checkpoint, parse_model_spec
+from src.checkpoint import is_onnx, load_model
 from symbols import find_embedding
+from symbols.common import has_embedding, name_embedding
 
 OUTPUTS = ('embedding', 'logits')
 
@@ -50,9 +51,12 @@ class Network:
 
     @classmethod
     def load(cls, spec, output='embedding', ctx=None):
-        """``spec`` is 'prefix,epoch'."""
-        prefix, epoch = parse_model_spec(spec)
-        return cls(*load_checkpoint(prefix, epoch), output=output, ctx=ctx)
+        """``spec`` is 'prefix,epoch', or an ONNX file (imported into MXNet, so that attacks
+        can differentiate it; its output is the embedding)."""
+        symbol, arg, aux = load_model(spec)
+        if is_onnx(spec) and not has_embedding(symbol):
+            symbol = name_embedding(symbol)
+        return cls(symbol, arg, aux, output=output, ctx=ctx)
 
     def __call__(self, x):
         """NDArray (N, C, H, W) in the network's pixel range -> NDArray output (inference mode)."""

@@ -113,7 +113,13 @@ def add_network_args(parser, network='o18', emb_size=512):
     """Network and classifier-head flags (the original's names and defaults)."""
     g = parser.add_argument_group('network', 'network and classifier head')
     g.add_argument('--network', default=network,
-                   help='o10/o18/o34/o50, s5/s8, l (or l5), rNN (fresnet: r18, r34, r50, r100 ...)')
+                   help='o10/o18/o34/o50, s5/s8, l (or l5), tla, wrn, rNN (fresnet: r18, r34, '
+                        'r50, r100 ...), y1 (InsightFace MobileFaceNet), or checkpoint: the '
+                        'graph of --pretrained itself (a checkpoint or an .onnx file), cut at '
+                        '--emb-layer (any InsightFace-style model)')
+    g.add_argument('--emb-layer', default=None,
+                   help='with --network checkpoint: the layer whose output is the embedding '
+                        '(default: fc1, InsightFace\'s; an ONNX file: its output)')
     g.add_argument('--emb-size', type=POSITIVE_INT, default=emb_size,
                    help='embedding size of fresnet; MNIST networks have a fixed size')
     g.add_argument('--bn-mom', type=number(float, 0, 1), default=0.9, help='batch-norm momentum')
@@ -185,6 +191,21 @@ def lr_steps(args, batch_size):
     base = args.lr_base if args.lr_base is not None else \
         ([16000, 24000] if args.loss_type == 0 else [16000, 24000, 28000])
     return [int(s * 512.0 / batch_size) for s in base]
+
+
+# InsightFace's settings per face network (its config.py: network.y1 is fmobilefacenet with a
+# 128-d GDC head; the fresnets have a 512-d 'E' head); a flag given on the command line wins.
+FACE_NETWORK_PRESETS = {'y1': dict(emb_size=128, version_output='GDC'),
+                        'fresnet': dict(emb_size=512, version_output='E')}
+
+
+def apply_face_preset(args):
+    """Fills --emb-size and --version-output when left unset, by --network."""
+    preset = FACE_NETWORK_PRESETS['y1' if args.network == 'y1' else 'fresnet']
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
 
 
 # TLA's settings (columbia/Metric_Learning_Adversarial_Robustness config_mnist.json and

@@ -97,6 +97,19 @@ def load_params(prefix, epoch):
     return arg, aux
 
 
+def is_onnx(spec):
+    return str(spec).lower().endswith('.onnx')
+
+
+def load_model(spec):
+    """(symbol, arg_params, aux_params) of a model given as 'prefix,epoch' or as an ONNX file
+    (``model.onnx``, imported by MXNet's importer: ``src.onnx_import``)."""
+    if is_onnx(spec):
+        from .onnx_import import import_onnx
+        return import_onnx(spec)
+    return load_checkpoint(*parse_model_spec(spec))
+
+
 def load_checkpoint(prefix, epoch):
     """(symbol, arg_params, aux_params), like mx.model.load_checkpoint but with clear errors."""
     path = symbol_path(prefix)
@@ -110,7 +123,7 @@ def load_checkpoint(prefix, epoch):
 # -- fine-tuning from a pretrained model -----------------------------------------------------
 
 def load_pretrained(spec, arg_shapes, aux_shapes, drop_prefixes=(), allow_partial=False):
-    """The parameters of the 'prefix,epoch' model that fit a network with these shapes
+    """The parameters of the 'prefix,epoch' (or ONNX) model that fit a network with these shapes
     ({name: shape} of its parameters and auxiliary states).
 
     Logs how many of the network's parameters were loaded, re-initialised (shape mismatch, e.g.
@@ -119,12 +132,17 @@ def load_pretrained(spec, arg_shapes, aux_shapes, drop_prefixes=(), allow_partia
     ValueError when anything but the classifier (fc7) of the network would start from scratch
     (nothing at all fits: another network), unless ``allow_partial``
     (``--allow-partial-pretrained``). Returns (arg, aux)."""
-    prefix, epoch = parse_model_spec(spec)
-    stored_arg, stored_aux = load_params(prefix, epoch)
+    if is_onnx(spec):
+        _, stored_arg, stored_aux = load_model(spec)
+        label, source = spec, spec
+    else:
+        prefix, epoch = parse_model_spec(spec)
+        stored_arg, stored_aux = load_params(prefix, epoch)
+        label, source = '%s,%d' % (prefix, epoch), params_path(prefix, epoch)
     bad = non_finite_names(stored_arg, stored_aux)
     if bad:
         raise ValueError('pretrained %s holds non-finite values in %s'
-                         % (params_path(prefix, epoch), ', '.join(bad[:8])))
+                         % (source, ', '.join(bad[:8])))
     loaded, report = {}, {'loaded': [], 'reinitialised': [], 'dropped': [], 'missing': [],
                           'unused': []}
     for kind, stored, shapes in (('arg', stored_arg, arg_shapes), ('aux', stored_aux, aux_shapes)):
@@ -142,9 +160,9 @@ def load_pretrained(spec, arg_shapes, aux_shapes, drop_prefixes=(), allow_partia
                 report['loaded'].append(name)
         report['unused'] += sorted(set(stored) - set(shapes))
     total = len(arg_shapes) + len(aux_shapes)
-    logging.info('pretrained %s,%d: %d of the network\'s %d parameters and states loaded, %d '
+    logging.info('pretrained %s: %d of the network\'s %d parameters and states loaded, %d '
                  're-initialised (shape mismatch), %d dropped, %d missing from the file; %d of '
-                 'the file\'s %d unused', prefix, epoch, len(report['loaded']), total,
+                 'the file\'s %d unused', label, len(report['loaded']), total,
                  len(report['reinitialised']), len(report['dropped']), len(report['missing']),
                  len(report['unused']), len(stored_arg) + len(stored_aux))
     for key in ('reinitialised', 'dropped', 'missing', 'unused'):
@@ -154,16 +172,16 @@ def load_pretrained(spec, arg_shapes, aux_shapes, drop_prefixes=(), allow_partia
     body_lost = [n for n in report['reinitialised'] + report['missing'] if not is_head(n)]
     body_loaded = [n for n in report['loaded'] if not is_head(n)]
     if not body_loaded and not allow_partial:
-        raise ValueError('pretrained %s,%d does not fit --network: none of the network\'s '
+        raise ValueError('pretrained %s does not fit --network: none of the network\'s '
                          'parameters (other than the classifier) is in it with the right shape '
                          '(missing: %s; shape mismatch: %s); was it trained with another '
                          'network? (--allow-partial-pretrained trains anyway)'
-                         % (prefix, epoch, _abbreviate(report['missing']),
+                         % (label, _abbreviate(report['missing']),
                             _abbreviate(report['reinitialised'])))
     if body_lost and not allow_partial:
-        raise ValueError('pretrained %s,%d fits the network only in part: %d of its parameters '
+        raise ValueError('pretrained %s fits the network only in part: %d of its parameters '
                          'would start from scratch (%s); pass --allow-partial-pretrained to '
-                         'train anyway' % (prefix, epoch, len(body_lost), _abbreviate(body_lost)))
+                         'train anyway' % (label, len(body_lost), _abbreviate(body_lost)))
     if body_lost:
         logging.warning('--allow-partial-pretrained: %d network parameters start from scratch',
                         len(body_lost))

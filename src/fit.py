@@ -17,13 +17,15 @@ import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
-from symbols import get_embedding
+from symbols import get_embedding, is_face_network
+from symbols.graph import constant_inputs
 from symbols.heads import inference_symbol
 from .adversary import Adversary
 from .args import lr_steps
-from .checkpoint import CheckpointWriter, load_pretrained
+from .checkpoint import CheckpointWriter, is_onnx, load_model, load_pretrained
 from .context import make_contexts
 from .metrics import TrainMetrics
+from .onnx_import import embedding_layer
 
 
 def seed_everything(seed):
@@ -33,11 +35,23 @@ def seed_everything(seed):
         mx.random.seed(seed)
 
 
-def network_kwargs(args):
+def network_kwargs(args, image_shape=None):
+    """get_embedding's keyword arguments from the flags. ``--network checkpoint`` reads the
+    graph of ``--pretrained`` (a checkpoint or an ONNX file) and cuts it at ``--emb-layer``."""
     kw = dict(emb_size=args.emb_size, bn_mom=args.bn_mom, workspace=args.workspace)
     for name in ('version_se', 'version_input', 'version_output', 'version_unit', 'version_act'):
         if hasattr(args, name):
             kw[name] = getattr(args, name)
+    if args.network == 'checkpoint':
+        if not getattr(args, 'pretrained', ''):
+            raise ValueError('--network checkpoint builds the network from the graph of '
+                             '--pretrained: give --pretrained prefix,epoch (or model.onnx)')
+        symbol, _, _ = load_model(args.pretrained)
+        layer = getattr(args, 'emb_layer', None)
+        if not layer:
+            layer = embedding_layer(symbol) if is_onnx(args.pretrained) else 'fc1'
+        kw['checkpoint'] = dict(symbol=symbol, emb_layer=layer,
+                                image_shape=tuple(image_shape or (3, 112, 112)))
     return kw
 
 
@@ -62,7 +76,7 @@ def make_optimizer(args, rescale_grad, steps):
 
 
 def default_initializer(network):
-    if network.startswith('r'):  # InsightFace's choice for resnets
+    if is_face_network(network):  # InsightFace's choice for its networks
         return mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
     return mx.init.Xavier(rnd_type='uniform', factor_type='in', magnitude=2)
 
@@ -110,18 +124,22 @@ class Trainer:
         self.plan = method.plan()
         self.batch_size = method.parts * self.plan.sources
         per_ctx = method.parts * self.plan.main_ctx_sources
-        kw = network_kwargs(args)
+        kw = network_kwargs(args, image_shape)
         emb, emb_size = get_embedding(args.network, adversary=False, **kw)
-        if not args.network.startswith('r') and args.emb_size != emb_size:
-            logging.info('network %s has a %d-d embedding (--emb-size %d applies to fresnet only)',
+        if args.emb_size != emb_size:
+            logging.info('network %s has a %d-d embedding (--emb-size %d does not apply to it)',
                          args.network, emb_size, args.emb_size)
         self.emb_size = emb_size
         self.deploy_symbol = inference_symbol(emb, num_classes, emb_size, args.loss_type,
                                               args.margin_s, normalized_softmax)
         symbol = method.train_symbol(emb, emb_size, num_classes, self.plan.main_ctx_sources,
                                      normalized_softmax)
+        # inputs of an imported ONNX graph that are constants (e.g. its mean and scale) stay fixed
+        fixed = constant_inputs(emb)
+        if fixed:
+            logging.info('fixed (constants of the graph, not trained): %s', ', '.join(fixed))
         self.module = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
-                                    context=self.main_ctx)
+                                    context=self.main_ctx, fixed_param_names=fixed)
         # checked before anything is bound or trained: the prefix, then the pretrained model
         self.writer = CheckpointWriter(args.prefix, self.deploy_symbol, args.overwrite) \
             if args.ckpt > 0 and self.rank == 0 else None

@@ -34,7 +34,7 @@ Where this port deliberately differs from the original:
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 
-from .common import batch_norm, dropout, flatten_for_fc, name_embedding
+from .common import batch_norm, dropout, flatten_for_fc, name_embedding, prelu
 
 # depth -> (units per stage, bottleneck)
 DEPTHS = {
@@ -66,7 +66,7 @@ VERSION_OUTPUTS = ('E', 'Z', 'F', 'G', 'H', 'I', 'J', 'GAP', 'GNAP', 'GDC',
                    'A', 'B', 'C', 'D', 'AX', 'BX', 'CX', 'DX')
 
 
-class _Layers:
+class Layers:
     """Layer factory holding what every layer of one network shares."""
 
     def __init__(self, adversary, bn_mom, workspace, act_type):
@@ -84,10 +84,12 @@ class _Layers:
                                   num_group=num_group, no_bias=no_bias,
                                   workspace=self.workspace, name=name)
 
-    def act(self, x, name, act_type=None):
+    def act(self, x, name, channels, act_type=None, ndim=4):
+        """The activation; PReLU (InsightFace's LeakyReLU(act_type='prelu'), ``channels``
+        slopes) through ``symbols.common.prelu``, the same function on fast operators."""
         act_type = act_type or self.act_type
         if act_type == 'prelu':
-            return mx.sym.LeakyReLU(data=x, act_type='prelu', name=name)
+            return prelu(x, name, channels, ndim=ndim)
         return mx.sym.Activation(data=x, act_type=act_type, name=name)
 
     def dropout(self, x, p):
@@ -98,14 +100,14 @@ def _squeeze_excite(L, x, filters, name):
     w = mx.sym.Pooling(data=x, global_pool=True, kernel=(7, 7), pool_type='avg',
                        name=name + '_se_pool1')
     w = L.conv(w, name + '_se_conv1', filters // 16, 1, no_bias=False)
-    w = L.act(w, name + '_se_relu1')
+    w = L.act(w, name + '_se_relu1', filters // 16)
     w = L.conv(w, name + '_se_conv2', filters, 1, no_bias=False)
     w = mx.sym.Activation(data=w, act_type='sigmoid', name=name + '_se_sigmoid')
     return mx.sym.broadcast_mul(x, w)
 
 
 def _residual_unit(L, x, filters, stride, dim_match, name, bottleneck, use_se, version_unit,
-                   version_input):
+                   version_input, in_filters):
     """One residual unit; layer k of the body is conv{k} (k = 1, 2[, 3])."""
     if bottleneck:
         convs = [(filters // 4, 1), (filters // 4, 3), (filters, 1)]
@@ -134,16 +136,17 @@ def _residual_unit(L, x, filters, stride, dim_match, name, bottleneck, use_se, v
         for k in range(len(convs)):
             body = L.bn(conv(body, k), '%s_bn%d' % (name, k + 1))
             if k < last:
-                body = L.act(body, '%s_relu%d' % (name, k + 1))
+                body = L.act(body, '%s_relu%d' % (name, k + 1), convs[k][0])
         if use_se:
             body = _squeeze_excite(L, body, filters, name)
         shortcut = x if dim_match else projection(x)
-        return L.act(body + shortcut, name + '_relu3')
+        return L.act(body + shortcut, name + '_relu3', filters)
 
     if version_unit == 2:    # (BN-act-conv) x n (+SE), add; projection from the first act
         body, act1 = x, None
         for k in range(len(convs)):
-            body = L.act(L.bn(body, '%s_bn%d' % (name, k + 1)), '%s_relu%d' % (name, k + 1))
+            body = L.act(L.bn(body, '%s_bn%d' % (name, k + 1)), '%s_relu%d' % (name, k + 1),
+                         in_filters if k == 0 else convs[k - 1][0])
             act1 = body if k == 0 else act1
             body = conv(body, k)
         if use_se:
@@ -155,7 +158,7 @@ def _residual_unit(L, x, filters, stride, dim_match, name, bottleneck, use_se, v
     for k in range(len(convs)):
         body = L.bn(conv(body, k), '%s_bn%d' % (name, k + 2))
         if k < last:
-            body = L.act(body, '%s_relu%d' % (name, k + 1))
+            body = L.act(body, '%s_relu%d' % (name, k + 1), convs[k][0])
     if use_se:
         body = _squeeze_excite(L, body, filters, name)
     shortcut = x if dim_match else projection(x)
@@ -171,7 +174,7 @@ def _stem(L, data, version_input, filters):
         body = (body - 127.5) * 0.0078125
         kernel, stride = (7, 2) if version_input == 0 else (3, 1)
     body = L.conv(body, 'conv0', filters, kernel, stride)
-    return L.act(L.bn(body, 'bn0'), 'relu0')
+    return L.act(L.bn(body, 'bn0'), 'relu0', filters)
 
 
 def _gnap(L, body, emb_size):
@@ -179,7 +182,7 @@ def _gnap(L, body, emb_size):
     channels = 512    # fixed in the original
     if emb_size > channels:
         body = L.conv(body, 'convx', emb_size, 1)
-        body = L.act(L.bn(body, 'convx_bn'), 'convx_relu', 'prelu')
+        body = L.act(L.bn(body, 'convx_bn'), 'convx_relu', emb_size, 'prelu')
         channels = emb_size
     body = L.bn(body, 'bn6f', fix_gamma=True)
     norm = mx.sym.sqrt(mx.sym.sum(body * body, axis=1, keepdims=True))
@@ -195,7 +198,7 @@ def _gnap(L, body, emb_size):
     return L.bn(out, 'fc1', fix_gamma=True)
 
 
-def _head(L, body, emb_size, version_output):
+def embedding_head(L, body, emb_size, version_output, channels):
     """get_fc1 of the original: the layers from the last residual unit to the embedding.
 
     Its activations are prelu whatever ``version_act`` says, as in the original.
@@ -224,9 +227,13 @@ def _head(L, body, emb_size, version_output):
     if head == 'GDC':    # MobileFaceNet's global depthwise 7x7 conv; its BN keeps MXNet's eps
         body = L.conv(body, 'conv_6dw7_7_conv2d', 512, 7, num_group=512, pad=0)
         body = L.bn(body, 'conv_6dw7_7_batchnorm', eps=1e-3)
-        return fc_bn(flatten_for_fc(body, 'conv_6dw7_7_flatten'))
+        # InsightFace names this FullyConnected's weight fc1_weight (its bias pre_fc1_bias)
+        weight = mx.sym.Variable('fc1_weight', shape=(emb_size, channels))
+        out = mx.sym.FullyConnected(data=flatten_for_fc(body, 'conv_6dw7_7_flatten'),
+                                    weight=weight, num_hidden=emb_size, name='pre_fc1')
+        return L.bn(out, 'fc1', fix_gamma=True)
     # GAP and A-D: BN-act-global average pool
-    body = L.act(L.bn(body, 'bn1'), 'relu1', 'prelu')
+    body = L.act(L.bn(body, 'bn1'), 'relu1', channels, 'prelu')
     body = mx.sym.Pooling(data=body, global_pool=True, kernel=(7, 7), pool_type='avg',
                           name='pool1')
     flat = mx.sym.Flatten(data=body)
@@ -240,7 +247,7 @@ def _head(L, body, emb_size, version_output):
     if kind == 'B':
         return fc(flat, 'pre_fc1')
     out = fc_bn(flat)
-    return out if kind == 'C' else L.act(out, 'fc1_relu', 'prelu')
+    return out if kind == 'C' else L.act(out, 'fc1_relu', emb_size, 'prelu', ndim=2)
 
 
 def _check(num_layers, version_input, version_output, version_unit, version_act):
@@ -268,15 +275,16 @@ def get_symbol(num_layers, adversary=False, emb_size=512, version_se=0, version_
     _check(num_layers, version_input, version_output, version_unit, version_act)
     units, bottleneck = DEPTHS[num_layers]
     filters = FILTERS[bottleneck]
-    L = _Layers(adversary, bn_mom, workspace, version_act)
+    L = Layers(adversary, bn_mom, workspace, version_act)
     data = mx.sym.Variable('data')
     body = _stem(L, data, version_input, filters[0])
     for stage, count in enumerate(units):
         for j in range(count):
             body = _residual_unit(L, body, filters[stage + 1], 2 if j == 0 else 1, j > 0,
                                   'stage%d_unit%d' % (stage + 1, j + 1), bottleneck,
-                                  bool(version_se), version_unit, version_input)
-    fc1 = _head(L, body, emb_size, version_output)
+                                  bool(version_se), version_unit, version_input,
+                                  filters[stage + 1] if j > 0 else filters[stage])
+    fc1 = embedding_head(L, body, emb_size, version_output, filters[-1])
     size = emb_size
     if version_output in ('A', 'AX'):
         size = filters[-1]

@@ -32,6 +32,7 @@ FAMILIES = {
     'fresnet-r18-GDC': ('r18', dict(emb_size=64, version_output='GDC'), (3, 112, 112), 255.0),
     'fresnet-r18-GNAP': ('r18', dict(emb_size=64, version_output='GNAP', version_unit=1),
                          (3, 48, 48), 255.0),
+    'mobilefacenet-y1': ('y1', dict(emb_size=128), (3, 112, 112), 255.0),
     'fresnet-r18-unit2-J': ('r18', dict(emb_size=64, version_output='J', version_unit=2,
                                         version_input=2), (3, 48, 48), 255.0),
 }

@@ -108,7 +108,7 @@ def test_gradient_graph_keeps_inference_semantics():
     # function: equal up to float32 round-off relative to the margins' scale
     assert_close_to_scale(value, objective.evaluate(images, labels)[0], 1e-5)
     np.testing.assert_array_equal(grad, grad_again)  # no dropout mask
-    for block in (net.block, A.gradient_block(net)):
+    for block in (net.block, A.gradient_block(net, images.shape[1:])):
         params = block.collect_params()
         for name in aux:
             np.testing.assert_array_equal(params[name].data().asnumpy(), aux[name].asnumpy())
@@ -285,6 +285,6 @@ def test_gradient_check_passes_and_catches_a_wrong_gradient(trained, monkeypatch
     shuffled = {k: mx.nd.array(np.random.default_rng(0).permutation(v.asnumpy().ravel())
                                .reshape(v.shape)) for k, v in trained['arg'].items()}
     other = Network(trained['sym'], shuffled, trained['aux'], output='logits')
-    wrong = A.gradient_block(other)
-    monkeypatch.setattr(A, 'gradient_block', lambda model: wrong)
+    wrong = A.gradient_block(other, (1, 28, 28))
+    monkeypatch.setattr(A, 'gradient_block', lambda model, shape: wrong)
     assert not sanity.check_gradients(trained['logits'], x, y).passed
