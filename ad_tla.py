@@ -8,8 +8,12 @@ MNIST-format data with TLA's MNIST settings (TLA's CNN, PGD eps 0.3 / 40 steps o
 Madry AT, the same otherwise:
   python ad_tla.py --method at --prefix models/at/model
 CIFAR-10 with TLA's CIFAR-10 settings (Madry's wide ResNet, eps 8 / 7 steps of 2 in 0-255, SGD
-0.1 -> 0.01 -> 0.001, margin 0.03, lambda 2, pool 500, the clean-positive triplet):
+0.1 -> 0.01 -> 0.001, margin 0.03, lambda 2, pool 500, the clean-positive triplet, 80k steps):
   python ad_tla.py --dataset cifar10 --data-dir /data/cifar-10-batches-bin --prefix models/c/m
+and Madry AT on CIFAR-10 with Madry's released recipe (batch 128, PGD 10 steps of 2, lr drops
+at 40k and 60k, 80k steps), the baseline of the TLA paper:
+  python ad_tla.py --method at --dataset cifar10 --data-dir /data/cifar-10-batches-bin ...
+Each preset carries the original's step budget (--max-steps; 0 trains until stopped).
 
 The triplet uses the network's embedding (the layer the checkpoint names embedding_output):
 TLA's CNN: its FC-1024 after ReLU; Madry's wide ResNet: the 640-d global pool; the o/s ResNets:
@@ -43,11 +47,13 @@ def parse_args(argv=None):
     flags.add_network_args(parser, network=None)
     flags.add_tla_args(parser)
     flags.add_train_args(parser, lr_base=())
-    parser.set_defaults(loss_type=0, lr=None, wd=None)
+    parser.set_defaults(loss_type=0, lr=None, wd=None, max_steps=None)
     preset_help = {'network': 'network: tla (TLA\'s MNIST CNN), wrn (Madry\'s wide ResNet), '
                               'o18, s8, l, ...',
                    'lr': 'start learning rate', 'wd': 'weight decay',
-                   'lr_steps': 'batches after which lr drops x0.1'}
+                   'lr_steps': 'batches after which lr drops x0.1',
+                   'max_steps': 'stop after this many batches, the original\'s '
+                                'max_num_training_steps (0: no limit)'}
     for action in parser._actions:  # pylint: disable=protected-access
         if action.dest in preset_help:
             action.help = flags.preset_help(preset_help[action.dest], action.dest)

@@ -6,6 +6,8 @@ the same way, compared in one table and one figure (results/).
   python demo.py --compare     vanilla, MTER, Madry AT and TLA, with detection AUCs too
   python demo.py --full        the paper's MNIST schedule (o18, two stages): for a GPU machine
   python demo.py --tiny        a few batches, to check the pipeline (used by the tests)
+  python demo.py --faces ...   the face main job (demo_faces.py: a pretrained InsightFace model
+                               on real LFW, fine-tuned vanilla and with MTER, all attacked)
 
 All models use the same network, data, number of batches, optimiser and seed; vanilla and MTER
 differ only by the attack round and the MTER triplet (vanilla: --adv-round 0 --weightadv 0);
@@ -133,6 +135,9 @@ def parse_args(argv=None):
                       help='vanilla, MTER, Madry AT and TLA (about 45 minutes on 2 CPU cores)')
     size.add_argument('--full', action='store_true', help="the paper's schedule (GPU)")
     size.add_argument('--tiny', action='store_true', help='a few batches (pipeline check)')
+    size.add_argument('--faces', action='store_true',
+                      help='the face main job instead (demo_faces.py; python demo_faces.py '
+                           '--help for its flags)')
     size.add_argument('--tiny-compare', action='store_true',
                       help='the four-way comparison in a few batches (pipeline check)')
     parser.add_argument('--out-dir', default='results', help='where results and models go')
@@ -232,6 +237,12 @@ def autoattack_summary(results):
 
 
 def main(argv=None):
+    import sys
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--faces' in argv:
+        import demo_faces
+        argv.remove('--faces')
+        return demo_faces.main(argv)
     args = parse_args(argv)
     runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
     preset_name = next((name for name in ('compare', 'full', 'tiny', 'tiny_compare')

@@ -11,7 +11,8 @@ evaluation folds (``--eval-folds``, default 6-10), this writes into OUT:
 * ``train.rec``/``train.idx``/``property``: every person of the image folder who is in no
   evaluation pair and has at least ``--min-images`` images (people of the other folds and
   people in no pair), for fine-tuning;
-* ``split.json``: the folds, people and image counts.
+* ``split.json``: the folds, people and image counts, and which pairs of lfw.bin (0-based, in
+  lfw_heldout.bin's order) the held-out file holds.
 
   python -m data.lfw_split ../shared/realdata/lfw ../shared/realdata/lfw-pairs.txt data/lfw-split
 """
@@ -116,7 +117,8 @@ def build_split(image_dir, pairs_path, out_dir, eval_folds=(6, 7, 8, 9, 10), min
                    eval_pairs=len(order), eval_people=len(held), train_identities=identities,
                    train_images=images, min_images=min_images,
                    train_people_from_other_folds=len(train_people & in_pairs),
-                   train_people_in_no_pair=len(train_people - in_pairs))
+                   train_people_in_no_pair=len(train_people - in_pairs),
+                   heldout_pairs_in_lfw_bin=order)
     with open(os.path.join(out_dir, 'split.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     log('train.rec: %d identities, %d images (none of the %d people of the evaluation folds)'

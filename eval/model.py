@@ -8,6 +8,8 @@ attacks and the MTER adversary do.
 Works on this project's checkpoints (``embedding_output`` / ``fc7_output``) and on stock
 InsightFace ones (``fc1_output``).
 """
+import os
+
 import numpy as np
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
@@ -15,6 +17,7 @@ import mxnet as mx
 from src.checkpoint import is_onnx, load_model
 from symbols import find_embedding
 from symbols.common import has_embedding, name_embedding
+from symbols.graph import Transform, rebuild
 
 OUTPUTS = ('embedding', 'logits')
 
@@ -33,6 +36,16 @@ def output_symbol(symbol, output='embedding'):
     return find_embedding(symbol) if output == 'embedding' else _logits_output(symbol)
 
 
+def _inference_options(ctx):
+    """hybridize() options for inference: on the CPU, MKL-DNN's graph fusions (convolution +
+    batch-norm, as MXNet's executors apply them) and static shapes: 2.2x the speed of a plain
+    static_alloc block for MobileFaceNet (17.6 -> 8.0 ms per image here)."""
+    if ctx.device_type == 'cpu' and mx.runtime.Features().is_enabled('MKLDNN') and \
+            os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0':
+        return dict(backend='MKLDNN', static_alloc=True, static_shape=True)
+    return dict(static_alloc=True, static_shape=True)
+
+
 class Network:
     def __init__(self, symbol, arg_params, aux_params, output='embedding', ctx=None):
         out = output_symbol(symbol, output)
@@ -48,6 +61,7 @@ class Network:
         for name, param in params.items():
             param._load_init(given[name], self.ctx)  # pylint: disable=protected-access
         self.block.hybridize(static_alloc=True)
+        self._fast = None    # (image shape, block): see __call__
 
     @classmethod
     def load(cls, spec, output='embedding', ctx=None):
@@ -59,8 +73,20 @@ class Network:
         return cls(symbol, arg, aux, output=output, ctx=ctx)
 
     def __call__(self, x):
-        """NDArray (N, C, H, W) in the network's pixel range -> NDArray output (inference mode)."""
-        return self.block(x.as_in_context(self.ctx))
+        """NDArray (N, C, H, W) in the network's pixel range -> NDArray output (inference mode).
+
+        Runs the graph rebuilt for the images' shape by ``symbols.graph`` (PReLU on fast
+        operators, a Flatten before a FullyConnected fed by convolution + batch-norm), with the
+        same parameters as ``self.block``."""
+        shape = tuple(x.shape[1:])
+        if self._fast is None or self._fast[0] != shape:
+            out = self.block(mx.sym.var('data'))
+            fast = rebuild(out, Transform(out, (1,) + shape))
+            block = mx.gluon.SymbolBlock(fast, mx.sym.var('data', dtype='float32'),
+                                         params=self.block.collect_params())
+            block.hybridize(**_inference_options(self.ctx))
+            self._fast = (shape, block)
+        return self._fast[1](x.as_in_context(self.ctx))
 
     def predict(self, images, batch_size=256):
         """NumPy (N, C, H, W) -> NumPy outputs, batched (the last batch may be partial)."""

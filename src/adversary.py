@@ -92,7 +92,12 @@ class Adversary:
     """Executors of the adversary-mode network, one per adversary context, bound once."""
 
     def __init__(self, emb, emb_size, objective, contexts, per_ctx, image_shape, step, rounds,
-                 sigma=0.0, pixel_range=(0.0, 1.0), random_start=False, rng=None):
+                 sigma=0.0, pixel_range=(0.0, 1.0), random_start=False, rng=None,
+                 train_mode=False):
+        """``train_mode``: ``emb`` is the training-mode network (batch statistics); every
+        forward updates the moving statistics, which ``write_back`` hands to the main module
+        (Madry AT's PGD). Otherwise ``emb`` is the adversary-mode network."""
+        self.train_mode = bool(train_mode)
         self.contexts = list(contexts)
         self.per_ctx = per_ctx
         self.objective = objective
@@ -133,6 +138,17 @@ class Adversary:
                 sum(a.as_in_context(block[0].context) for a in block) / len(block)
             for ex in self.execs:
                 value.copyto(ex.aux_dict[name])
+
+    def write_back(self, module):
+        """Copies the moving statistics the attack's forwards updated (train_mode) to every main
+        context (averaged over the adversary contexts), so the main step continues from them."""
+        group = module._exec_group  # pylint: disable=protected-access
+        for name, block in zip(group.aux_names, group.aux_arrays):
+            value = self.execs[0].aux_dict[name] if len(self.execs) == 1 else \
+                sum(ex.aux_dict[name].as_in_context(self.contexts[0]) for ex in self.execs) / \
+                len(self.execs)
+            for target in block:
+                value.copyto(target)
 
     def set_params(self, arg_params, aux_params):
         """Loads host-side parameters (used by tests and the benchmark)."""

@@ -210,22 +210,39 @@ def apply_face_preset(args):
 
 # TLA's settings (columbia/Metric_Learning_Adversarial_Robustness config_mnist.json and
 # config_cifar.json; REFERENCE.md §3), by kind of data; a flag given on the command line wins.
+# max_steps: the configs' max_num_training_steps. Madry AT (AT_PRESETS) differs: no label
+# smoothing (the original AT builds its models without it); on CIFAR-10 Madry's released recipe
+# (MadryLab/cifar10_challenge config.json), the baseline the TLA paper compares with: batch 128,
+# lr 0.1 -> 0.01 at 40k -> 0.001 at 60k, PGD 10 steps of 2 in the ball of 8.
 TLA_PRESETS = {
     'mnist': dict(network='tla', epsilon=0.3, num_steps=40, step_size=0.01, tla_lambda=0.5,
                   margin=0.05, regularize_lambda=1e-4, pool_size=50, label_smoothing=0.1,
                   clean_positive=0, optimizer='adam', lr=1e-4, wd=2e-4, lr_steps=None,
-                  augment=0),
+                  augment=0, batch_size=50, max_steps=600000),
     'cifar10': dict(network='wrn', epsilon=8.0, num_steps=7, step_size=2.0, tla_lambda=2.0,
                     margin=0.03, regularize_lambda=1e-3, pool_size=500, label_smoothing=0.0,
                     clean_positive=1, optimizer='sgd', lr=0.1, wd=2e-4,
-                    lr_steps=[50000, 60000], augment=1),
+                    lr_steps=[50000, 60000], augment=1, batch_size=50, max_steps=80000),
+}
+AT_PRESETS = {
+    'mnist': dict(label_smoothing=0.0),
+    'cifar10': dict(label_smoothing=0.0, batch_size=128, lr_steps=[40000, 60000], num_steps=10,
+                    max_steps=80000),
 }
 
 
+def preset_value(kind, method, key):
+    overrides = AT_PRESETS[kind] if method == 'at' else {}
+    return overrides.get(key, TLA_PRESETS[kind][key])
+
+
 def preset_help(text, key):
-    values = ['%s %s' % (kind, TLA_PRESETS[kind][key]) for kind in ('mnist', 'cifar10')]
-    return '%s (default: %s)' % (text, ', '.join(values).replace('mnist', 'MNIST-format')
-                                 .replace('cifar10', 'CIFAR-10'))
+    values = []
+    for kind, label in (('mnist', 'MNIST-format'), ('cifar10', 'CIFAR-10')):
+        tla_value, at_value = preset_value(kind, 'tla', key), preset_value(kind, 'at', key)
+        values.append('%s %s' % (label, tla_value) if tla_value == at_value else
+                      '%s %s (--method at: %s)' % (label, tla_value, at_value))
+    return '%s (default: %s)' % (text, ', '.join(values))
 
 
 def add_tla_args(parser):
@@ -235,8 +252,9 @@ def add_tla_args(parser):
     g.add_argument('--method', default='tla', choices=('tla', 'at'),
                    help='tla: cross-entropy on PGD adversarials + the triplet; at: Madry PGD '
                         'adversarial training (the same as --lambda 0)')
-    g.add_argument('--batch-size', type=POSITIVE_INT, default=50,
-                   help='anchors per batch over all contexts (training_batch_size)')
+    g.add_argument('--batch-size', type=POSITIVE_INT, default=None,
+                   help=preset_help('anchors per batch over all contexts (training_batch_size)',
+                                    'batch_size'))
     g.add_argument('--ctx-num', type=POSITIVE_INT, default=1, help='number of main contexts')
     g.add_argument('--ctx-adv-num', type=POSITIVE_INT, default=1,
                    help='number of adversary contexts (PGD and the pool embedding run there)')
@@ -262,10 +280,14 @@ def add_tla_args(parser):
                    help=preset_help('clean images embedded per batch to mine negatives from '
                                      '(batch x mul_num)', 'pool_size'))
     g.add_argument('--random-negative', action='store_true',
-                   help='a random pool image of another class instead of the hardest one')
+                   help='random negatives instead of the hardest: a plain random batch of clean '
+                        'training images, of any class, as the original\'s random_negative '
+                        '(so a negative may share its anchor\'s class)')
     g.add_argument('--clean-positive', type=int, choices=(0, 1), default=None,
-                   help=preset_help('also a triplet with the clean image as positive (TLA\'s '
-                                     'A_Ap_B)', 'clean_positive'))
+                   help=preset_help('also a triplet whose positive is the clean image with '
+                                     'uniform noise of --epsilon, rounded to the 0-255 pixel '
+                                     'grid and clipped (TLA\'s A_Ap_B, its x_Anat)',
+                                     'clean_positive'))
     g.add_argument('--margin-mul', type=NON_NEGATIVE, default=1.0,
                    help='margin multiplier of the clean-positive triplet (margin_mul)')
     g.add_argument('--label-smoothing', type=number(float, 0, 1, high_open=True), default=None,
@@ -274,21 +296,23 @@ def add_tla_args(parser):
     g.add_argument('--optimizer', default=None, choices=('adam', 'sgd'),
                    help=preset_help('optimiser (sgd uses --mom)', 'optimizer'))
     g.add_argument('--augment', type=int, choices=(0, 1), default=None,
-                   help=preset_help('random crops (padding 4) and flips', 'augment'))
+                   help=preset_help('random 32x32 crops of the image zero-padded to 36x36, and '
+                                    'left-right flips (Madry\'s and TLA\'s CIFAR-10 input)',
+                                    'augment'))
     return g
 
 
 def apply_tla_preset(args, kind):
-    """Fills every TLA flag left at None with the preset of ``kind`` ('mnist' or 'cifar10');
-    ``--method at`` means lambda 0."""
+    """Fills every TLA flag left at None with the preset of ``kind`` ('mnist' or 'cifar10') and
+    method (TLA_PRESETS, AT_PRESETS); ``--method at`` means lambda 0."""
     if args.method == 'at':
         if args.tla_lambda not in (None, 0):
             raise ValueError('--method at is adversarial training without the triplet: it '
                              'contradicts --lambda %g' % args.tla_lambda)
         args.tla_lambda = 0.0
-    for key, value in TLA_PRESETS[kind].items():
+    for key in TLA_PRESETS[kind]:
         if getattr(args, key, None) is None:
-            setattr(args, key, value)
+            setattr(args, key, preset_value(kind, args.method, key))
     if args.tla_lambda == 0:
         args.pool_size = 0
     return args

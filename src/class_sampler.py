@@ -4,12 +4,13 @@
 The anchors run through a shuffled pass over the training set (an epoch); the pool comes from a
 second, independent shuffled stream, as TLA's separate "embedding" data iterator. Images may be
 stored as uint8 (CIFAR-10) or float32: batches come out float32 in the stored pixel range, with
-random crops (zero padding ``pad``) and horizontal flips when ``augment`` (Madry's CIFAR-10
-augmentation)."""
+random 32x32 crops of the image zero-padded by 2 pixels per side (36x36) and horizontal flips
+when ``augment`` (Madry's and TLA's CIFAR-10 input: cifar10_input.py pads with
+resize_image_with_crop_or_pad to 36x36, then random_crop and random_flip_left_right)."""
 import numpy as np
 
 
-def augment_batch(images, rng, pad=4):
+def augment_batch(images, rng, pad=2):
     """Random crop of each (C, H, W) image from its zero-padded copy, then a random
     left-right flip (each with probability 1/2)."""
     n, _, height, width = images.shape

@@ -167,7 +167,8 @@ class Trainer:
         self.adversary = None
         attack = method.attack_settings(num_classes, emb_size, normalized_softmax)
         if attack is not None:
-            adv_emb, _ = get_embedding(args.network, adversary=True, **kw)
+            adv_emb, _ = get_embedding(args.network, adversary=not attack.get('train_mode'),
+                                       **kw)
             self.adversary = Adversary(adv_emb, emb_size, contexts=self.adv_ctx,
                                        per_ctx=self.plan.adv_ctx_sources, image_shape=image_shape,
                                        pixel_range=pixel_range, **attack)
@@ -189,6 +190,8 @@ class Trainer:
         if self.adversary is not None:
             self.adversary.sync_from(self.module)
         data, label, stats = self.method.batch(self.adversary, sample, len(self.main_ctx))
+        if self.adversary is not None and self.adversary.train_mode:
+            self.adversary.write_back(self.module)
         t1 = time.time()
         batch = mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array(label)])
         self.module.forward_backward(batch)

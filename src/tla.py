@@ -6,7 +6,7 @@ One batch of B images x with labels y:
    (batch-norm on moving statistics): the anchors a = x_adv;
 2. (TLA) they embed the anchors and a pool of P clean training images; each anchor's negative
    n is the pool image of ANOTHER class whose embedding is the most similar to the anchor's
-   (cosine; ``--random-negative``: a random other-class one); its positive p is another clean
+   (cosine; ``--random-negative``: a plain random batch, any class); its positive p is another clean
    image of its class (the sampler's);
 3. the main step, batch-norm in training mode, on [a | p | n] per context (AT: [a]):
 
@@ -14,10 +14,15 @@ One batch of B images x with labels y:
 
    with d(u, v) = 1 - |cos(u, v)| on the network's embedding, cross-entropy on the adversarial
    anchors only (label-smoothed by --label-smoothing). ``--clean-positive`` (TLA's CIFAR-10
-   setting, its "A_Ap_B" triplet) adds the clean x as a fourth part and a second triplet with
-   x as the positive and margin m * margin_mul.
+   setting, its "A_Ap_B" triplet) adds a fourth part, x with uniform noise of eps rounded to
+   the pixel grid (``noisy_positive``), and a second triplet with it as the positive and
+   margin m * margin_mul.
 
-Differences from the TensorFlow original, on purpose: a negative is never of the anchor's
+Madry AT runs its PGD on the network in training mode (batch statistics; the moving averages
+are updated by every step and handed back to the main network), as the original; TLA's PGD
+runs in inference mode (moving statistics), as TLA's.
+
+Differences from the TensorFlow original, on purpose: a hard negative is never of the anchor's
 class (the original zeroes same-class similarities instead of excluding them, so when every
 other-class similarity is negative it picks a same-class image); batch-norm statistics in the
 main step are those of the whole [a | p | n] slice of a context (the original normalises each
@@ -101,11 +106,23 @@ def hard_negatives(anchor_emb, anchor_labels, pool_emb, pool_labels):
     return np.argmax(similarity, axis=1)
 
 
-def random_negatives(anchor_labels, pool_labels, rng):
-    """For each anchor, a random pool image of another class (TLA's --random_negative)."""
-    same = np.asarray(anchor_labels)[:, None] == np.asarray(pool_labels)[None, :]
-    _check_other_class(same, anchor_labels)
-    return np.array([rng.choice(np.flatnonzero(~row)) for row in same], dtype=np.int64)
+def random_negatives(batch, pool_size, rng):
+    """TLA's --random_negative: a plain random batch of clean images, of any class (the
+    original takes the next batch of an independently shuffled copy of the training set; the
+    pool is such a batch): the first ``batch`` pool images, or random ones when the pool is
+    smaller."""
+    if pool_size >= batch:
+        return np.arange(batch)
+    return rng.randint(0, pool_size, batch)
+
+
+def noisy_positive(x, eps, pixel_max, rng):
+    """TLA's x_Anat, the clean-positive triplet's positive: x + U(-eps, eps), rounded to the
+    integer grid of the 0-255 scale, clipped to the pixel range (the original rounds with
+    np.rint in the data's own units, 0-255 on CIFAR-10, the only data it uses this on)."""
+    noisy = x + rng.uniform(-eps, eps, x.shape).astype(np.float32)
+    scale = 255.0 / pixel_max
+    return np.clip(np.rint(noisy * scale) / scale, 0.0, pixel_max).astype(np.float32)
 
 
 def _check_other_class(same, anchor_labels):
@@ -143,9 +160,13 @@ class Tla:
         def logits(emb):  # the inference head (no margin): the logits the model is tested on
             return heads.logits(emb, num_classes, emb_size, a.loss_type, a.margin_s,
                                 normalized_softmax=normalized_softmax)
+        # Madry AT attacks the network in training mode (batch statistics, moving averages
+        # updated by every PGD step: train_at_madry.py); TLA in inference mode (its
+        # train_update_fast_triplet.py feeds is_training False to the attack)
         return dict(objective=CrossEntropy(logits, num_classes, a.label_smoothing),
                     step=a.step_size, rounds=a.num_steps, sigma=a.epsilon,
-                    random_start=bool(a.random_start), rng=self.rng)
+                    random_start=bool(a.random_start), rng=self.rng,
+                    train_mode=self.parts == 1)
 
     def batch(self, adversary, sample, ctx_num):
         """(data, label, AttackStats) from the sampler's (x, y, positives, pool, pool labels)."""
@@ -155,12 +176,13 @@ class Tla:
             data, label = assemble_parts([adv], [y], ctx_num)
             return data, label, stats
         if self.args.random_negative:
-            neg = random_negatives(y, pool_y, self.rng)
+            neg = random_negatives(len(x), len(pool), self.rng)
         else:
             neg = hard_negatives(adversary.embed(adv), y, adversary.embed(pool), pool_y)
         images, labels = [adv, positives, pool[neg]], [y, y, pool_y[neg]]
         if self.parts == 4:
-            images.append(x)
+            images.append(noisy_positive(x, self.args.epsilon, adversary.pixel_range[1],
+                                         self.rng))
             labels.append(y)
         data, label = assemble_parts(images, labels, ctx_num)
         return data, label, stats

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 import ad_tla
+import json
 from data.mnist import load_mnist
 from eval.model import Network
+from src import args as flags
 from src import tla
+from src.fit import Trainer
 from src.adversary import Adversary, CrossEntropy
 from src.class_sampler import ClassBatchSampler
 from symbols import get_embedding, heads
@@ -95,8 +98,10 @@ def test_hard_negative_is_the_most_similar_of_another_class():
     # zeroed same-class entry here)
     far = tla.hard_negatives(np.ones((1, 2)), [0], np.array([[1.0, 1.0], [-1.0, -2.0]]), [0, 1])
     assert far.tolist() == [1]
-    random = tla.random_negatives(labels, pool_labels, np.random.RandomState(1))
-    assert all(pool_labels[random] != labels)
+    # --random-negative: a plain random batch of any class, as the original's random_negative
+    assert tla.random_negatives(30, 40, np.random.RandomState(1)).tolist() == list(range(30))
+    fewer = tla.random_negatives(30, 7, np.random.RandomState(1))
+    assert len(fewer) == 30 and fewer.min() >= 0 and fewer.max() < 7
     with pytest.raises(ValueError, match='no image of another class than anchor 0'):
         tla.hard_negatives(anchors[:2], [1, 2], pool[:3], [1, 1, 1])
 
@@ -235,3 +240,107 @@ def test_a_few_batches_on_cifar10_files(tmp_path, monkeypatch, caplog):
     net = Network.load(str(tmp_path / 'm') + ',0', output='logits')
     pred = net.predict(images[100:].astype(np.float32)).argmax(1)
     assert np.mean(pred == labels[100:]) == pytest.approx(acc, abs=1e-5)
+
+
+def _preset(kind, method, argv=()):
+    args = ad_tla.parse_args(list(argv) + ['--method', method])
+    return flags.apply_tla_preset(args, kind)
+
+
+def test_presets_per_method():
+    """TLA's configs per kind of data; Madry AT without label smoothing and, on CIFAR-10, with
+    Madry's released recipe; every preset carries its step budget; a flag given wins."""
+    tla_mnist, at_mnist = _preset('mnist', 'tla'), _preset('mnist', 'at')
+    assert tla_mnist.label_smoothing == 0.1 and at_mnist.label_smoothing == 0.0
+    assert tla_mnist.max_steps == at_mnist.max_steps == 600000
+    assert tla_mnist.batch_size == at_mnist.batch_size == 50
+    tla_c, at_c = _preset('cifar10', 'tla'), _preset('cifar10', 'at')
+    assert (tla_c.batch_size, tla_c.num_steps, tla_c.lr_steps) == (50, 7, [50000, 60000])
+    assert (at_c.batch_size, at_c.num_steps, at_c.lr_steps) == (128, 10, [40000, 60000])
+    assert tla_c.max_steps == at_c.max_steps == 80000 and at_c.label_smoothing == 0.0
+    assert at_c.tla_lambda == 0 and at_c.pool_size == 0
+    mine = _preset('cifar10', 'at', ['--batch-size', '64', '--max-steps', '0',
+                                     '--label-smoothing', '0.2'])
+    assert (mine.batch_size, mine.max_steps, mine.label_smoothing) == (64, 0, 0.2)
+    assert 'CIFAR-10 50 (--method at: 128)' in ' '.join(
+        a.help for a in ad_tla_parser()._actions if a.dest == 'batch_size')
+
+
+def ad_tla_parser():
+    import argparse
+    parser = argparse.ArgumentParser()
+    flags.add_tla_args(parser)
+    return parser
+
+
+def test_a_default_run_stops_at_the_presets_budget(tmp_path, caplog, digits_idx_dir,
+                                                   monkeypatch):
+    monkeypatch.setitem(flags.TLA_PRESETS['mnist'], 'max_steps', 2)
+    caplog.set_level(logging.INFO)
+    argv = TINY[:TINY.index('--max-steps')] + TINY[TINY.index('--max-steps') + 2:]
+    ad_tla.main(argv + ['--data-dir', str(digits_idx_dir), '--prefix', str(tmp_path / 'm'),
+                        '--batch-size', '8', '--pool-size', '20'])
+    assert re.findall(r'Batch\[\d+\] step (\d+)', caplog.text) == ['1', '2']
+    assert 'finished after 2 batches' in caplog.text
+
+
+def test_cifar_crops_pad_two_pixels_per_side():
+    """Madry's and TLA's input: pad to 36x36, random 32x32 crop, random flip. Every crop is a
+    window of the padded image at offsets 0..4, and all of them occur."""
+    from src.class_sampler import augment_batch
+    image = np.arange(3 * 32 * 32, dtype=np.float32).reshape(1, 3, 32, 32) + 1
+    padded = np.pad(image[0], ((0, 0), (2, 2), (2, 2)))
+    rng = np.random.RandomState(0)
+    offsets = set()
+    for _ in range(300):
+        out = augment_batch(image, rng)[0]
+        found = [(t, l) for t in range(5) for l in range(5)
+                 if np.array_equal(out, padded[:, t:t + 32, l:l + 32]) or
+                 np.array_equal(out, padded[:, t:t + 32, l:l + 32][..., ::-1])]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert offsets == {(t, l) for t in range(5) for l in range(5)}
+
+
+@pytest.mark.parametrize('pixel_max,eps', [(255.0, 8.0), (1.0, 0.3)])
+def test_clean_positive_noise_is_within_eps_on_the_pixel_grid(pixel_max, eps):
+    rng = np.random.RandomState(0)
+    x = np.round(rng.rand(20, 3, 8, 8) * 255) / 255 * pixel_max
+    noisy = tla.noisy_positive(x.astype(np.float32), eps, pixel_max, np.random.RandomState(1))
+    grid = noisy * 255.0 / pixel_max
+    np.testing.assert_allclose(grid, np.round(grid), atol=1e-3)     # the 0-255 integer grid
+    assert noisy.min() >= 0 and noisy.max() <= pixel_max
+    assert np.abs(noisy - x).max() <= eps + 0.5 * pixel_max / 255 + 1e-6
+    assert np.abs(noisy - x).max() > 0.5 * eps                          # noise was added
+
+
+def test_at_attacks_in_training_mode_and_tla_in_inference_mode(tmp_path, digits_idx_dir):
+    """On the same batch: AT's PGD runs on batch statistics and updates the moving averages,
+    which the main network takes over; TLA's runs on the moving statistics and leaves them."""
+    moved = {}
+    for method in ('at', 'tla'):
+        args = ad_tla.parse_args(TINY + ['--method', method, '--data-dir', str(digits_idx_dir),
+                                         '--prefix', str(tmp_path / method),
+                                         '--batch-size', '8', '--pool-size', '20'])
+        flags.apply_tla_preset(args, 'mnist')
+        trainer = Trainer(args, tla.Tla(args, np.random.RandomState(0)), (1, 28, 28), 10,
+                          (0.0, 1.0), evaluate=None)
+        adversary = trainer.adversary
+        bn_nodes = [n for n in json.loads(adversary.execs[0]._symbol.tojson())['nodes']
+                    if n['op'] == 'BatchNorm']
+        assert bn_nodes and all(n['attrs'].get('use_global_stats', 'False') ==
+                                ('False' if method == 'at' else 'True') for n in bn_nodes)
+        adversary.sync_from(trainer.module)
+        before = {k: v.asnumpy().copy() for k, v in adversary.execs[0].aux_dict.items()}
+        rng = np.random.RandomState(5)
+        x, y = rng.rand(8, 1, 28, 28).astype(np.float32), rng.randint(0, 10, 8)
+        adversary.attack(x, attack_label=y)
+        after = {k: v.asnumpy() for k, v in adversary.execs[0].aux_dict.items()}
+        moved[method] = max(np.abs(after[k] - before[k]).max() for k in before)
+        if method == 'at':
+            adversary.write_back(trainer.module)
+            group = trainer.module._exec_group  # pylint: disable=protected-access
+            main_aux = dict(zip(group.aux_names, group.aux_arrays))
+            for name, value in after.items():
+                np.testing.assert_allclose(main_aux[name][0].asnumpy(), value, rtol=1e-6)
+    assert moved['at'] > 1e-3 and moved['tla'] == 0
