@@ -14,7 +14,8 @@ import numpy as np
 
 from data.face_rec import FaceRecordSet
 from eval.model import Network
-from eval.verification import load_targets, verify_targets
+from eval.bin_sets import load_targets
+from eval.embedding import verify_targets
 from src import args as flags
 from src.face_sampler import IdentityStreamSampler
 from src.fit import Trainer, seed_everything, setup_logging
@@ -79,8 +80,8 @@ def main(argv=None):
     setup_logging()
     args = parse_args(argv)
     if not args.data_dir:
-        raise SystemExit('ad_face.py: --data-dir is required (a folder with train.rec, '
-                         'train.idx and property)')
+        raise ValueError('--data-dir is required (a folder with train.rec, train.idx and '
+                         'property)')
     logging.info('arguments: %s', vars(args))
     seed_everything(args.seed)
     recordset = FaceRecordSet(args.data_dir)
@@ -92,7 +93,7 @@ def main(argv=None):
     targets = load_targets(args.ver_dir or args.data_dir, names, (height, width),
                            expected_from='the training set (%s) is' % recordset.property_path) \
         if names else {}
-    trainer = Trainer(args, Mter(args, step=args.adv_sigma, sigma=args.adv_eps),
+    trainer = Trainer(args, Mter(args, faces=True),
                       image_shape=(3, height, width), num_classes=recordset.num_classes,
                       pixel_range=(0.0, 255.0), evaluate=Verification(targets, args.ver_batch_size),
                       drop_pretrained=('fc7',), normalized_softmax=True)
@@ -107,4 +108,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    import sys
+    from src.errors import run_main
+    sys.exit(run_main(main))

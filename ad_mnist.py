@@ -9,6 +9,7 @@ Paper, stage 1 (paths changed):
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
+import sys
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from data.mnist import DATASETS, first, load_mnist
 from src import args as flags
 from eval.accuracy import TestAccuracy
 from src.fit import Trainer, seed_everything, setup_logging
+from src.errors import run_main
 from src.mter import Mter
 from src.mnist_sampler import ClassSplitSampler
 
@@ -48,7 +50,7 @@ def main(argv=None):
     data = load_mnist(args.data_dir or None, args.dataset, args.num_classes)
     data = first(data, args.num_train, args.num_test)
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
-    trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma),
+    trainer = Trainer(args, Mter(args),
                       image_shape=(1, 28, 28), num_classes=args.num_classes,
                       pixel_range=(0.0, 1.0), evaluate=TestAccuracy(test_x, test_y))
     shard = trainer.worker_shard()  # everything, unless this is one worker of a dist job
@@ -59,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -22,6 +22,7 @@ their global pool; LeNet: its 120-d tanh layer.
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
 import logging
+import sys
 
 import numpy as np
 
@@ -30,8 +31,10 @@ from data.mnist import first
 from src import args as flags
 from src import tla
 from src.class_sampler import ClassBatchSampler
+from src.errors import run_main
 from eval.accuracy import TestAccuracy
 from src.fit import Trainer, seed_everything, setup_logging
+from symbols import check_network_input
 
 
 def parse_args(argv=None):
@@ -68,11 +71,18 @@ def main(argv=None):
     setup_logging()
     args = parse_args(argv)
     seed_everything(args.seed)
-    data = load_dataset(args.dataset, args.data_dir or None, args.num_classes)
-    data_kind = kind(args.dataset)
+    data_kind = kind(args.dataset)  # by name: the flags are checked before data is read
     flags.apply_tla_preset(args, data_kind)
+    notes = flags.check_attack_units(args, data_kind, PIXEL_RANGE[data_kind], args.dataset)
+    check_network_input(args.network, IMAGE_SHAPE[data_kind])
+    data = load_dataset(args.dataset, args.data_dir or None, args.num_classes)
     logging.info('arguments: %s', vars(args))
-    logging.info('%s', tla.describe(args))
+    description = tla.describe(args)
+    if args.epsilon == 0:  # the engine's eps 0: nothing moves
+        description += ' (eps 0: no perturbation, PGD skipped: clean images)'
+    logging.info('%s', description)
+    for note in notes:
+        logging.warning('%s', note)
     data = first(data, args.num_train, args.num_test)
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
     rng = np.random.RandomState(args.seed)
@@ -87,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -12,11 +12,11 @@ the same way, compared in one table and one figure (results/).
 All models use the same network, data, number of batches, optimiser and seed; vanilla and MTER
 differ only by the attack round and the MTER triplet (vanilla: --adv-round 0 --weightadv 0);
 AT and TLA (ad_tla.py) attack with PGD in the same ball. All are evaluated with
-eval.attack_mnist on the same test images: FGSM, PGD and MI-FGSM on all of them, AutoAttack on
-the first --aa-samples (its cost per image is high: the default preset runs a cheaper, labelled
-version, --aa-standard the reference's); the worst-case row (every attack, AutoAttack included,
-on those images) is the headline figure, and results.json / demo.json say how many images,
-which settings and how many seconds AutoAttack took.
+eval.attack_mnist on the same test images: FGSM, PGD, MI-FGSM and APGD-CE + APGD-T
+(autoattack-fast) on all of them, the full standard AutoAttack on the first --aa-samples as the
+masking check (its cost per image is high: the default preset gives Square fewer queries,
+labelled; --aa-standard the reference's); results.json / demo.json say how many images, which
+settings and how many seconds each AutoAttack part took.
 """
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
@@ -37,19 +37,18 @@ from eval.model import Network
 
 # Each preset: the training flags shared by both models, the MTER-only flags, the stages (extra
 # flags per stage, the later ones continue from the previous stage), and the evaluation.
-# AutoAttack runs on the first `samples` test images. Its cost is that of the images that
-# survive it: standard AutoAttack spends about 1900 forward+backward and 5900 forward passes on
-# each, per eps and model: about 20 s for an s8 on 2 CPU cores (batches of 8-20), and the default
-# preset's two models keep ~2.6 such (image, eps) pairs per test image over its 4 eps (the
-# README's PGD figures): ~50 s per test image, 4 images for 3 minutes. The default preset
-# therefore runs a cheaper AutoAttack, labelled as such in every output (`standard_settings:
-# false`, starred rows): all four stages and APGD's 100 iterations, but 3 target classes for
-# APGD-T / FAB-T instead of 9 and 1000 Square queries instead of 5000 (about 5.3 s per surviving
-# image and eps, ~14 s per test image, more in small batches): AA_SAMPLES_DEFAULT images take
-# about 2.5-3 minutes. demo.py --aa-standard, or eval/attack_mnist.py --attacks autoattack on the
-# saved checkpoints, gives the reference's settings.
+# AutoAttack in two parts (eval.attack_mnist's aa_subset): APGD-CE + APGD-T (autoattack-fast;
+# not AutoAttack, labelled so) on every test image at every eps, and the full suite (+ FAB-T and
+# Square, the black-box stage that catches gradient masking) on the first `samples` images as
+# the masking check. Both keep APGD's 100 iterations; to fit the job's budget on 2 CPU cores
+# APGD-T and FAB-T get 3 target classes (the reference: 9; the 3 runner-up classes by logit) and
+# Square 1000 queries (the reference: 5000), labelled in every output (`standard_settings:
+# false`, starred rows). An image that survives the standard suite costs about 1900
+# forward+backward and 5900 forward passes per eps and model (about 20 s for an s8 on 2 cores in
+# small batches). demo.py --aa-standard gives the reference's settings throughout.
 AA_SAMPLES_DEFAULT = 10
-AA_DEFAULT = dict(samples=AA_SAMPLES_DEFAULT, targets=3, queries=1000)
+AA_DEFAULT = dict(samples=AA_SAMPLES_DEFAULT, subset=('autoattack',), targets=3, queries=1000)
+AA_ATTACKS = ('fgsm', 'pgd', 'mifgsm', 'autoattack-fast', 'autoattack')
 
 # The models of a comparison: (name, training script, its own flags). Vanilla and MTER go
 # through ad_mnist.py (vanilla: no attack, no triplet), AT and TLA through ad_tla.py.
@@ -69,7 +68,7 @@ PRESETS = {
         models=[('vanilla', 'ad_mnist', S8_BATCH + VANILLA), ('MTER', 'ad_mnist',
                                                              S8_BATCH + S8_MTER)],
         stages=[['--lr', '0.1', '--max-steps', '500', '--lr-steps', '350,450']],
-        eval=dict(num_samples=400, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
+        eval=dict(num_samples=400, attacks=AA_ATTACKS,
                   eps=(0.02, 0.05, 0.1, 0.15), steps=10, restarts=1,
                   autoattack=AA_DEFAULT)),
     'compare': dict(
@@ -79,7 +78,7 @@ PRESETS = {
                 ('AT', 'ad_tla', ['--method', 'at'] + S8_PGD),
                 ('TLA', 'ad_tla', ['--method', 'tla', '--pool-size', '64'] + S8_PGD)],
         stages=[['--lr', '0.1', '--max-steps', '500', '--lr-steps', '350,450']],
-        eval=dict(num_samples=400, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
+        eval=dict(num_samples=400, attacks=AA_ATTACKS,
                   eps=(0.02, 0.05, 0.1, 0.15), steps=10, restarts=1,
                   autoattack=AA_DEFAULT,
                   detection=dict(num_fit=2000, num_samples=400, eps=0.1, steps=10))),
@@ -104,9 +103,10 @@ PRESETS = {
                                       '--adv-sigma', '0.1', '--adv-thd', '0.05',
                                       '--weightadv', '1'])],
         stages=[['--lr', '0.05', '--max-steps', '3', '--lr-steps', '100']],
-        eval=dict(num_samples=60, attacks=('fgsm', 'pgd', 'mifgsm', 'autoattack'),
+        eval=dict(num_samples=60, attacks=AA_ATTACKS,
                   eps=(0.05, 0.3), steps=3, restarts=1,
-                  autoattack=dict(samples=30, iterations=5, targets=3, queries=40))),
+                  autoattack=dict(samples=30, subset=('autoattack',), iterations=5, targets=3,
+                                  queries=40))),
     'tiny-compare': dict(
         train=['--network', 's5', '--loss-type', '0', '--wd', '0.0005'],
         models=[('vanilla', 'ad_mnist', ['--main-per-batch-size', '24',
@@ -147,8 +147,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-samples', type=int, default=0,
                         help='test images to attack (default: the preset\'s)')
     parser.add_argument('--aa-samples', type=int, default=None,
-                        help='test images AutoAttack attacks, the first of those (default: the '
-                             'preset\'s: %d for the default preset)' % AA_SAMPLES_DEFAULT)
+                        help='test images the full AutoAttack suite attacks, the first of those '
+                             '(0: none; default: the preset\'s: %d for the default preset); '
+                             'autoattack-fast runs on all of them' % AA_SAMPLES_DEFAULT)
     parser.add_argument('--aa-standard', action='store_true',
                         help='AutoAttack with the reference\'s settings (100 iterations, 9 '
                              'targets, 5000 queries) instead of the preset\'s cheaper ones')
@@ -187,18 +188,21 @@ def train(name, script, preset, args, model_flags):
 def detection(specs, data, settings, seed, progress):
     """Detection AUC (eval.detect's default Gaussian detector, PGD adversarials) of each model:
     {name: report row}."""
-    from eval.detect import detection_report
+    from eval.detect import DetectionSettings, DetectorSettings, detection_report
+    from eval.registry import AttackSettings
     rng = np.random.RandomState(seed)
     fit = rng.choice(len(data.train_x), min(settings['num_fit'], len(data.train_x)),
                      replace=False)
     n = settings['num_samples']
+    options = DetectionSettings(attacks='pgd', eps=settings['eps'], progress=progress,
+                                attack=AttackSettings(steps=settings['steps'], seed=seed),
+                                detector=DetectorSettings(seed=seed))
     out = {}
     for name, spec in specs.items():
         report_ = detection_report(Network.load(spec, output='logits'),
                                    Network.load(spec, output='embedding'),
-                                   data.train_x[fit], data.train_y[fit], data.test_x[:n],
-                                   data.test_y[:n], attacks='pgd', eps=settings['eps'],
-                                   steps=settings['steps'], seed=seed, progress=progress)
+                                   (data.train_x[fit], data.train_y[fit]),
+                                   (data.test_x[:n], data.test_y[:n]), options)
         row = report_['rows'][0]
         out[name] = {k: row[k] for k in row if k != 'roc'}
         out[name]['seconds'] = report_['seconds']
@@ -224,16 +228,39 @@ def detection_table(rows, settings):
 
 
 def autoattack_summary(results):
-    """Images, settings and wall time of the evaluation's AutoAttack runs (None without)."""
+    """Per AutoAttack attack (autoattack-fast, autoattack): its images, settings and wall time
+    (None without)."""
     records = results.get('autoattack')
     if not records:
         return None
-    return {'images': results['settings']['aa_samples'],
-            'standard_settings': all(r['standard_settings'] for r in records),
-            'settings': records[0]['settings'],
-            'seconds': round(sum(r['seconds'] for r in records), 1),
-            'seconds_per_model_and_eps': {'%s eps=%g' % (r['model'], r['eps']): r['seconds']
-                                          for r in records}}
+    out = {}
+    for name in dict.fromkeys(r['attack'] for r in records):
+        mine = [r for r in records if r['attack'] == name]
+        out[name] = {'images': mine[0]['num_images'],
+                     'standard_settings': all(r['standard_settings'] for r in mine),
+                     'settings': mine[0]['settings'],
+                     'seconds': round(sum(r['seconds'] for r in mine), 1),
+                     'seconds_per_model_and_eps': {'%s eps=%g' % (r['model'], r['eps']):
+                                                   r['seconds'] for r in mine}}
+    return out
+
+
+def evaluation_settings(ev, args):
+    """eval.attack_mnist.Settings of a preset's evaluation and the flags."""
+    from eval.attack_mnist import Settings
+    from eval.registry import AttackSettings, Budget
+    aa = dict(ev.get('autoattack', {}))
+    samples = aa.pop('samples', 0) if args.aa_samples is None else args.aa_samples
+    subset = aa.pop('subset', None)
+    budget = Budget() if args.aa_standard else Budget(**aa)
+    limited = subset if subset is not None else [a for a in ev['attacks'] if 'autoattack' in a]
+    attacks = tuple(a for a in ev['attacks'] if samples or a not in limited)  # 0: none of them
+    return Settings(attacks=attacks, eps=tuple(ev['eps']), batch_size=256,
+                    attack=AttackSettings(steps=ev['steps'], restarts=ev['restarts'],
+                                          step_scale=2.5, seed=args.seed, pixel_range=(0.0, 1.0),
+                                          budget=budget),
+                    aa_samples=samples, aa_subset=tuple(subset) if subset else None,
+                    progress=not args.no_progress)
 
 
 def main(argv=None):
@@ -262,17 +289,8 @@ def main(argv=None):
     n = args.num_samples or ev['num_samples']
     x, y = data.test_x[:n], data.test_y[:n]
     models = {name: Network.load(spec, output='logits') for name, spec in specs.items()}
-    aa = dict(ev.get('autoattack', {}))
-    aa_samples = aa.pop('samples', 0) if args.aa_samples is None else args.aa_samples
-    if args.aa_standard:
-        aa = {}
-    attacks = ev['attacks'] if aa_samples or 'autoattack' not in ev['attacks'] else \
-        tuple(a for a in ev['attacks'] if a != 'autoattack')
     t0 = time.time()
-    results = evaluate_robustness(models, x, y, attacks=attacks, eps_list=ev['eps'],
-                                  steps=ev['steps'], restarts=ev['restarts'], seed=args.seed,
-                                  progress=not args.no_progress, aa_samples=aa_samples,
-                                  **{'aa_' + k: v for k, v in aa.items()})
+    results = evaluate_robustness(models, x, y, evaluation_settings(ev, args))
     seconds['evaluate'] = time.time() - t0
     if ev.get('detection'):
         t0 = time.time()

@@ -108,7 +108,8 @@ def verify(spec, data_dir, batch_size, heldout_in_all=None):
     held-out folds; with ``heldout_in_all`` (the held-out pairs' indices in lfw.bin) also on
     all pairs, the held-out figures then coming from the same embeddings."""
     from eval.model import Network
-    from eval.verification import embed_pairs, load_targets
+    from eval.bin_sets import load_targets
+    from eval.embedding import embed_pairs
     net = Network.load(spec, output='embedding')
     name = 'lfw' if heldout_in_all is not None else 'lfw_heldout'
     images, issame = load_targets(data_dir, [name])[name]
@@ -123,7 +124,7 @@ def verify(spec, data_dir, batch_size, heldout_in_all=None):
 
 def _metrics(emb, emb_flip, issame, spec, name):
     from eval.cal_threshold import thresholds_from_distances
-    from eval.verification import combine_flip, pair_distances, verification_metrics
+    from eval.protocol import combine_flip, pair_distances, verification_metrics
     metrics = verification_metrics(emb, emb_flip, issame)
     single = thresholds_from_distances(pair_distances(combine_flip(emb)), issame, 1e-3)
     logging.info('%s on %s: Accuracy-Flip %.5f +- %.5f; attack threshold (FAR 1e-3, single '
@@ -142,7 +143,7 @@ def attack(name, spec, threshold, args, data_dir):
             '--seed', str(args.seed), '--no-progress',
             '--out-dir', os.path.join(args.out_dir, 'attacks', name)]
     logging.info('== attacking %s: eval/attack_face.py %s', name, ' '.join(argv))
-    return attack_face.main(argv)
+    return attack_face.run(attack_face.parse_args(argv))
 
 
 def hit_table(runs, eps):
@@ -222,7 +223,7 @@ def plot(runs, eps, path):
 def write_results(out_dir, record, runs):
     md = ['# Faces: %s, vanilla and MTER fine-tuning, on real LFW' % record['pretrained'], '',
           '## Verification', '', verification_table(record['verification']), '',
-          '## Hit rate (%%) on the held-out folds: impersonation and dodging', '',
+          '## Hit rate (%) on the held-out folds: impersonation and dodging', '',
           hit_table(runs, record['settings']['eps']), '',
           'Sanity checks: %d of %d passed.' % (record['checks_passed'], record['checks']),
           '', 'Wall time %.0f s: %s.' % (record['seconds']['total'], ', '.join(

@@ -23,13 +23,17 @@ import mxnet as mx
 import numpy as np
 
 from bench.timing import timed
-from eval.apgd import APGD, APGDT
+from eval import registry
 from eval.attacks import gradient_block
-from eval.fab import FAB
 from eval.model import Network
-from eval.square import Square
 from symbols import get_embedding
 from symbols.heads import inference_symbol
+
+
+def member(name, net, eps, **budget):
+    """AutoAttack's member ``name`` from the registry, one target class (per-target cost)."""
+    settings = registry.AttackSettings(budget=registry.Budget(targets=1, **budget))
+    return registry.build(name, net, eps, settings)
 
 
 def build_network(args, ctx):
@@ -85,10 +89,10 @@ def main(argv=None):
     fb, f = raw_passes(net, x, args.repeats)
     k, q = args.iterations, args.queries
     runs = [  # name, attack with n iterations, iterations timed, raw seconds per iteration
-        ('apgd-ce', lambda n: APGD(net, args.eps, steps=n, seed=0), k, fb),
-        ('apgd-t', lambda n: APGDT(net, args.eps, steps=n, num_targets=1, seed=0), k, fb),
-        ('fab-t', lambda n: FAB(net, args.eps, steps=n, num_targets=1, seed=0), k, fb + f),
-        ('square', lambda n: Square(net, args.eps, queries=n, seed=0), q, f)]
+        ('apgd-ce', lambda n: member('apgd-ce', net, args.eps, iterations=n), k, fb),
+        ('apgd-t', lambda n: member('apgd-t', net, args.eps, iterations=n), k, fb),
+        ('fab-t', lambda n: member('fab-t', net, args.eps, iterations=n), k, fb + f),
+        ('square', lambda n: member('square', net, args.eps, queries=n), q, f)]
     print('batch %d %s on %s; raw forward+backward %.4f s, forward %.4f s'
           % (args.batch_size, args.model or args.network, ctx, fb, f))
     print('iteration = (time of 2n iterations - time of n) / n: fixed costs (clean and final '

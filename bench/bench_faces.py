@@ -94,7 +94,7 @@ def measure(kind, emb, adv_emb, arg, aux, args):
     for rounds in (1, 1 + ROUNDS):    # a round's cost: the difference over ROUNDS rounds
         adversary = Adversary(adv_emb, int(emb.infer_shape(data=(1,) + SHAPE)[1][0][1]),
                               FeatureDistance(-1.0), [mx.cpu()], b, SHAPE, step=1.0,
-                              rounds=rounds, pixel_range=(0.0, 255.0))
+                              steps=rounds, pixel_range=(0.0, 255.0))
         adversary.set_params(arg, aux)
         targets = adversary.embed(images[::-1].copy())
         per_round.append(timed(lambda: adversary.attack(images, target_emb=targets),

@@ -56,12 +56,12 @@ def main():
     if own.face:
         args = ad_face.parse_args(rest + fixed)
         image_shape = (3, own.image_size, own.image_size)
-        trainer = Trainer(args, Mter(args, step=args.adv_sigma, sigma=args.adv_eps), image_shape,
+        trainer = Trainer(args, Mter(args, faces=True), image_shape,
                           1000, (0.0, 255.0), evaluate=None, normalized_softmax=True)
     else:
         args = ad_mnist.parse_args(rest + fixed)
         image_shape = (1, 28, 28)
-        trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma), image_shape,
+        trainer = Trainer(args, Mter(args), image_shape,
                           10, (0.0, 1.0), evaluate=None)
     s = trainer.plan.sources
     rng = np.random.RandomState(0)

@@ -29,9 +29,9 @@ _SIGNATURES = {'.jpg': (b'\xff\xd8\xff',), '.png': (b'\x89PNG\r\n\x1a\n',)}
 
 
 def parse_image_size(text):
-    """'112,112' or '112' -> (112, 112)."""
+    """'112,112', '112x112' or '112' -> (112, 112): the project's one image-size parser."""
     try:
-        values = [int(v) for v in str(text).split(',')]
+        values = [int(v) for v in str(text).lower().replace('x', ',').split(',')]
     except ValueError:
         values = []
     if len(values) == 1:

@@ -102,12 +102,16 @@ def read_python_batch(path, records=RECORDS_PER_FILE):
     pickles raise data.safe_pickle.UnsafePickleError before anything of them runs."""
     with open(path, 'rb') as f:
         raw = f.read()
-    try:
-        batch = restricted_loads(raw, path, encoding='bytes')
-    except UnsafePickleError:  # names the file and what was refused
-        raise
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise ValueError('%s: not a readable CIFAR-10 python batch (%s)' % (path, err)) from None
+    try:  # no array larger than the format's (records, 3072) bytes is ever allocated
+        batch = restricted_loads(raw, path, encoding='bytes',
+                                 max_array_bytes=records * ROW_BYTES)
+    except UnsafePickleError as err:  # names the file and what was refused
+        raise UnsafePickleError(str(err)) from None
+    except Exception as err:  # pylint: disable=broad-except  (a malformed stream raises many)
+        reason = str(err) if isinstance(err, pickle.UnpicklingError) \
+            else '%s: %s' % (type(err).__name__, err)
+        raise ValueError('%s: not a readable CIFAR-10 python batch (%s)'
+                         % (path, reason.replace(str(path) + ': ', ''))) from None
     if not isinstance(batch, dict):
         raise ValueError('%s: holds a %s, expected a dict with b"data" and b"labels"'
                          % (path, type(batch).__name__))

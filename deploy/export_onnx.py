@@ -9,13 +9,23 @@ InsightFace's MXNet-era models; MNIST-format networks: grey 0..1), and one outpu
 ``--check`` compares onnxruntime with this project's MXNet inference (``eval.model.Network``)
 on a batch and on its first image alone; above the tolerance the export fails and no file is
 written (the file is written atomically: an older one at ``--out`` stays as it was).
+
+The input shape must be the one the network was trained on: the shape a training run recorded
+in its checkpoint (``src.checkpoint.recorded_image_shape``; also the default), else, for
+checkpoints without the record, 1x28x28 for 1-channel (MNIST-format) networks; a shape the
+graph cannot take at all is refused too. ``--out`` (and ``--json``) are checked before anything
+is exported: a folder, a path below a regular file or a folder that cannot be written is a
+one-line error.
 """
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
 import sys
+import tempfile
 
 from deploy.parity import DEFAULT_TOLERANCE
 from runtime.atomic import atomic_write
@@ -46,6 +56,53 @@ def _export_raw(symbol, params, input_shape, path):
                          % str(err).strip().split('\n')[0]) from None
 
 
+MNIST_INPUT = (1, 28, 28)  # the input of every MNIST-format (1-channel) network here
+
+
+def check_destination(path, flag='--out'):
+    """Raises ValueError (one line) unless a file can be written at ``path``: not an existing
+    folder, no regular file on the way, and the nearest existing folder writable (probed by
+    creating and removing a temporary file there, which also catches read-only file systems
+    and root's way around permissions)."""
+    target = os.path.abspath(os.path.expanduser(str(path)))
+    if os.path.isdir(target):
+        raise ValueError('%s %s is a folder: give a file name, e.g. %s'
+                         % (flag, path, os.path.join(str(path), 'model.onnx')))
+    folder = os.path.dirname(target)
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError('%s %s: %s is a file, not a folder, so nothing can be written below it'
+                         % (flag, path, existing))
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError('%s %s: cannot write in %s (%s)'
+                         % (flag, path, existing, err.strerror or err)) from None
+
+
+def check_input_shape(symbol, input_shape, source='the checkpoint'):
+    """Raises ValueError when ``input_shape`` (C, H, W) is not what the network was trained on:
+    the shape recorded in its checkpoint, else 1x28x28 for a 1-channel (MNIST-format) network
+    (the graph alone cannot tell: a fully convolutional network takes even 1x2x2)."""
+    from src.checkpoint import recorded_image_shape
+    shape = tuple(int(d) for d in input_shape)
+    text = 'x'.join(map(str, shape))
+    recorded = recorded_image_shape(symbol)
+    if recorded is not None:
+        if shape != recorded:
+            raise ValueError('input shape %s does not fit %s: the network was trained on %s '
+                             'images (recorded in its symbol file); pass --input-shape %s or '
+                             'leave it out' % (text, source, 'x'.join(map(str, recorded)),
+                                               ','.join(map(str, recorded))))
+    elif shape[0] == MNIST_INPUT[0] and shape != MNIST_INPUT:
+        raise ValueError('input shape %s does not fit %s: a 1-channel network here is an '
+                         'MNIST-format one, trained on 1x28x28 images (the checkpoint records no '
+                         'other); pass --input-shape 1,28,28 or leave it out' % (text, source))
+
+
 def export_onnx(symbol, arg_params, aux_params, out, output='auto', input_shape=None,
                 check=False, check_images=None, check_batch=4, tolerance=DEFAULT_TOLERANCE,
                 seed=0, source='the checkpoint'):
@@ -55,13 +112,17 @@ def export_onnx(symbol, arg_params, aux_params, out, output='auto', input_shape=
     (default: ``check_batch`` random images). Raises CheckFailed (``out`` not written) when
     the check's relative error exceeds ``tolerance``."""
     from deploy import graph_prep, onnx_fixes
+    from src.checkpoint import recorded_image_shape
     if input_shape is None:
-        input_shape = graph_prep.default_input_shape(symbol, arg_params)
+        input_shape = recorded_image_shape(symbol) or \
+            graph_prep.default_input_shape(symbol, arg_params)
     input_shape = tuple(int(d) for d in input_shape)
     graph_prep.refuse_untranslatable(symbol)
     out_sym, output = graph_prep.select_output(symbol, output, input_shape)
     params, reset = graph_prep.inference_params(out_sym, arg_params, aux_params, source)
-    out_shape = graph_prep.output_shape(out_sym, params, input_shape, source)
+    with contextlib.redirect_stdout(io.StringIO()):  # MXNet prints its arguments on a failure
+        out_shape = graph_prep.output_shape(out_sym, params, input_shape, source)
+    check_input_shape(symbol, input_shape, source)
     export_sym, l2norms = graph_prep.exportable_symbol(out_sym, input_shape)
     prelu = graph_prep.prelu_ranks(out_sym, input_shape)
     top = graph_prep.pixel_max(input_shape)
@@ -140,8 +201,10 @@ def build_parser():
                         help='what the file computes; auto (default): the embedding (fc1) for '
                              '3-channel face networks, the logits for 1-channel MNIST-format ones')
     parser.add_argument('--input-shape', type=parse_shape, default=None,
-                        help='C,H,W of the input (default: channels of the first convolution; '
-                             '112,112 for faces, 28,28 for MNIST-format networks)')
+                        help='C,H,W of the input, which must be what the network was trained '
+                             'on (default: the shape the checkpoint records, else channels of '
+                             'the first convolution; 112,112 for faces, 28,28 for MNIST-format '
+                             'networks)')
     parser.add_argument('--check', action='store_true',
                         help='compare onnxruntime with MXNet on a batch and on one image; fail '
                              '(and write nothing) above --tolerance')
@@ -164,12 +227,17 @@ def main(argv=None):
     if args.check_batch < 1:
         parser.error('--check-batch must be >= 1')
     from deploy import graph_prep, parity
-    from src.checkpoint import load_checkpoint, parse_model_spec
+    from src.checkpoint import load_checkpoint, parse_model_spec, recorded_image_shape
     try:
+        check_destination(args.out)  # before anything is loaded or exported
+        if args.json:
+            check_destination(args.json, '--json')
         prefix, epoch = parse_model_spec(args.model)
         symbol, arg, aux = load_checkpoint(prefix, epoch)
         source = '%s,%d' % (os.path.basename(prefix), epoch)
-        shape = args.input_shape or graph_prep.default_input_shape(symbol, arg)
+        shape = args.input_shape or recorded_image_shape(symbol) or \
+            graph_prep.default_input_shape(symbol, arg)
+        check_input_shape(symbol, shape, source)
         images = None
         if args.check_images:
             images = parity.read_images(args.check_images, shape, graph_prep.pixel_max(shape),
@@ -182,8 +250,9 @@ def main(argv=None):
         parser.exit(1, 'error: %s\n%s was not written%s\n' % (
             err, args.out, ' (the older file there is unchanged)'
             if os.path.exists(args.out) else ''))
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    except (OSError, ValueError) as err:
+        from src.errors import one_line
+        parser.exit(2, 'error: %s\n' % one_line(err))
     print('wrote %s: %s %s -> %s %s (opset %d)' % (
         args.out, 'data', 'x'.join(map(str, report['input_shape'])), report['output'],
         'x'.join(map(str, report['output_shape'])), report['opset']))

@@ -53,7 +53,7 @@ def read_images(paths, input_shape, pixel_max, count):
         if len(images) >= count:
             break
         if path.lower().endswith('.bin'):
-            from eval.verification import load_target
+            from eval.bin_sets import load_target
             faces, _ = load_target(path, size, resize=True)  # to the exported input
             faces = faces[:count - len(images)]
             if channels == 1:

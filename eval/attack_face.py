@@ -16,7 +16,8 @@ Scenarios (``--mode``), on the pairs of ``DATA_DIR/<target>.bin``:
 A pair that already hits without attack counts as a hit at every eps (the attacker may leave
 the image as it is); every figure of the table has the clean hit rate (eps 0) beside it.
 
-Attacks (``--attacks``; feature-level sign-gradient attacks on 1 - cosine, eval.attacks):
+Attacks (``--attacks``; feature-level sign-gradient attacks on 1 - cosine, built by name in
+eval.registry like every attack of the project):
 
 * fftgsm   one step of size eps (FFTGSM).
 * iftgsm   ``--steps`` (10) sign steps of ``--step`` pixels, default ``--step-scale`` (2.5) *
@@ -59,6 +60,8 @@ Example::
 """
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
+import collections
+import dataclasses
 import json
 import logging
 import os
@@ -69,16 +72,56 @@ from collections import OrderedDict
 import numpy as np
 from tqdm import tqdm
 
-from eval.cli import add_autoattack_args, choice_list, float_list
+from eval import cli, registry
+from eval.cli import choice_list, float_list
+from eval.protocol import l2_normalize
+from eval.registry import AttackSettings, Budget
 
 DEFAULT_ATTACKS = ('fftgsm', 'iftgsm', 'miftgsm')
-AA_ATTACKS = ('apgd', 'square', 'autoattack')  # feature-level AutoAttack and its stages
-ALL_ATTACKS = DEFAULT_ATTACKS + AA_ATTACKS
+ALL_ATTACKS = registry.names('embedding')
+AA_ATTACKS = tuple(n for n in ALL_ATTACKS if n in registry.AUTOATTACK)
 DEFAULT_EPS = (1, 2, 4, 6, 8, 10)
-SCENARIOS = ('impersonation', 'dodging')
+SCENARIOS = registry.SCENARIOS
 PIXEL_RANGE = (0.0, 255.0)
 
 log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- settings
+
+@dataclasses.dataclass(frozen=True)
+class SanitySettings:
+    enabled: bool = True
+    large_eps: float = 64.0   # iftgsm there must hit (almost) every pair; 0: skip
+    check_eps: float = None   # the 2x-steps probe's eps (None: the middle eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinEpsSettings:
+    """The per-pair minimal-eps search: ``attack``'s smallest hitting eps in (0, max_eps], by
+    ``steps`` bisection halvings."""
+    enabled: bool = False
+    attack: str = 'iftgsm'
+    max_eps: float = 16.0
+    steps: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class HitRateSettings:
+    """What evaluate_hit_rate runs: ``attacks`` (registry names) at each eps of ``eps`` in the
+    scenario(s) ``mode`` ('impersonation', 'dodging' or 'both') on the first ``num_pairs``
+    eligible pairs (0: all), with ``attack``'s settings (steps, step or step_scale, mu, seed,
+    the AutoAttack budget)."""
+    attacks: tuple = DEFAULT_ATTACKS
+    eps: tuple = DEFAULT_EPS
+    mode: str = 'impersonation'
+    num_pairs: int = 0
+    attack: AttackSettings = AttackSettings(steps=10, step_scale=2.5, pixel_range=PIXEL_RANGE)
+    batch_size: int = 32
+    model_name: str = 'model'
+    sanity: SanitySettings = SanitySettings()
+    min_eps: MinEpsSettings = MinEpsSettings()
+    progress: bool = True
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -100,7 +143,6 @@ def to_nchw(images):
 
 def embed(net, images, batch_size=32):
     """L2-normalised single-image embeddings (float64) of uint8 NHWC images, batch by batch."""
-    from eval.verification import l2_normalize
     outs = [net.predict(to_nchw(images[s:s + batch_size]), batch_size)
             for s in range(0, len(images), batch_size)]
     emb = np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
@@ -109,7 +151,6 @@ def embed(net, images, batch_size=32):
 
 def distances(emb, ref):
     """Squared Euclidean distance of normalised rows (0..4)."""
-    from eval.verification import l2_normalize
     return np.sum(np.square(l2_normalize(emb) - l2_normalize(ref)), axis=1)
 
 
@@ -119,123 +160,108 @@ def is_hit(dist, threshold, mode):
     return dist < threshold if mode == 'impersonation' else dist >= threshold
 
 
+class Scenario(collections.namedtuple('Scenario', 'mode threshold pairs first ref clean_dist')):
+    """The pairs one scenario attacks: their indices, first images (uint8 NHWC), the partners'
+    normalised embeddings and the clean distances, with the decision at ``threshold``."""
+
+    def hit(self, dist):
+        return is_hit(dist, self.threshold, self.mode)
+
+    @property
+    def clean_hit(self):
+        return self.hit(self.clean_dist)
+
+    def subset(self, idx):
+        return self._replace(pairs=self.pairs[idx], first=self.first[idx], ref=self.ref[idx],
+                             clean_dist=self.clean_dist[idx])
+
+
+def scenario(net, images, issame, threshold, mode, num_pairs=0, batch_size=32):
+    """The Scenario of ``mode`` on a pair set (images interleaved, as eval.bin_sets gives)."""
+    pairs = select_pairs(issame, mode, num_pairs)
+    if not len(pairs):
+        raise ValueError('no %s pairs (%s-identity) among the %d pairs'
+                         % (mode, 'different' if mode == 'impersonation' else 'same',
+                            len(issame)))
+    first = images[2 * pairs]
+    ref = embed(net, images[2 * pairs + 1], batch_size)
+    return Scenario(mode, float(threshold), pairs, first, ref,
+                    distances(embed(net, first, batch_size), ref))
+
+
 # ----------------------------------------------------------------------------- attacks
 
-def build_attack(name, net, eps, threshold, mode, steps=10, step=None, step_scale=2.5,
-                 mu=1.0, seed=0, aa_iterations=100, aa_queries=5000):
-    """The eval.attacks object for attack ``name`` in scenario ``mode`` (see the module doc
-    for the step defaults). Impersonation uses FFTGSM/IFTGSM/MIFTGSM; dodging the same
-    attacks untargeted (raising the distance from the partner's embedding). apgd, square and
-    autoattack (eval.autoattack, feature level) work on 1 - cosine in both scenarios."""
-    from eval import attacks as A
-    from eval import autoattack
-    if mode not in SCENARIOS:
-        raise ValueError('mode must be one of %s, got %r' % (', '.join(SCENARIOS), mode))
-    common = dict(threshold=threshold, pixel_range=PIXEL_RANGE, seed=seed)
-    if name in AA_ATTACKS:
-        feature = dict(targeted=mode == 'impersonation', loss='cos', iterations=aa_iterations,
-                       queries=aa_queries, **common)
-        if name == 'autoattack':
-            return autoattack.AutoAttack(net, eps, 'standard', **feature)
-        return autoattack.make_member(name, net, eps, **feature)
-    iter_step = step if step is not None else step_scale * eps / steps
-    mi_step = step if step is not None else eps / steps
-    if mode == 'impersonation':
-        if name == 'fftgsm':
-            return A.FFTGSM(net, eps, **common)
-        if name == 'iftgsm':
-            return A.IFTGSM(net, eps, step=iter_step, steps=steps, **common)
-        if name == 'miftgsm':
-            return A.MIFTGSM(net, eps, step=mi_step, steps=steps, mu=mu, **common)
-    else:
-        if name == 'fftgsm':
-            return A.FGSM(net, eps, targeted=False, **common)
-        if name == 'iftgsm':
-            return A.BIM(net, eps, step=iter_step, steps=steps, targeted=False, **common)
-        if name == 'miftgsm':
-            return A.MIFGSM(net, eps, step=mi_step, steps=steps, mu=mu, targeted=False,
-                            **common)
-    raise ValueError('unknown attack %r: expected some of %s' % (name, ','.join(ALL_ATTACKS)))
+def make_attack(name, net, eps, sc, settings=HitRateSettings.attack):
+    """The registry's attack ``name`` for scenario ``sc`` (toward the partner in
+    impersonation, away from it in dodging; success decided at sc.threshold)."""
+    return registry.build(name, net, eps, settings.replace(
+        threshold=sc.threshold, scenario=sc.mode, pixel_range=PIXEL_RANGE))
 
 
-def attack_pairs(attack, net, first, ref, threshold, mode, batch_size=32, progress=True,
-                 desc=None, keep_images=False, bar=None):
-    """Runs ``attack`` on the first images of pairs toward/away from ``ref`` (the partners'
-    normalised embeddings), batch by batch (memory stays one batch of floats).
+def attack_pairs(attack, net, sc, batch_size=32, bar=None, keep_images=False):
+    """Runs ``attack`` on the first images of ``sc``'s pairs toward/away from their partners,
+    batch by batch (memory stays one batch of floats); ``bar``: a tqdm to advance.
 
-    first: uint8 (N, H, W, 3); ref: (N, D). Returns dict(dist: adversarial distances (N,),
-    hit: bool (N,) by ``is_hit``, x_adv: float32 (N, 3, H, W) if ``keep_images``).
-    ``bar``: an open tqdm to advance instead of opening one."""
-    n = len(first)
+    Returns dict(dist: adversarial distances (N,), hit: bool (N,), and x_adv: float32
+    (N, 3, H, W) with ``keep_images``)."""
+    n = len(sc.first)
     dist = np.zeros(n)
-    kept = [] if keep_images else None
-    own_bar = bar is None
-    if own_bar:
-        bar = tqdm(total=n, unit='pair', desc=desc, disable=not progress, leave=False)
-    try:
-        for s in range(0, n, batch_size):
-            x = to_nchw(first[s:s + batch_size])
-            x_adv, _ = attack(x, ref[s:s + batch_size])
-            dist[s:s + len(x)] = distances(net.predict(x_adv, batch_size), ref[s:s + batch_size])
-            if keep_images:
-                kept.append(x_adv)
+    kept = []
+    for s in range(0, n, batch_size):
+        x = to_nchw(sc.first[s:s + batch_size])
+        ref = sc.ref[s:s + batch_size]
+        x_adv, _ = attack(x, ref)
+        dist[s:s + len(x)] = distances(net.predict(x_adv, batch_size), ref)
+        if keep_images:
+            kept.append(x_adv)
+        if bar is not None:
             bar.update(len(x))
-    finally:
-        if own_bar:
-            bar.close()
-    out = {'dist': dist, 'hit': is_hit(dist, threshold, mode)}
+    out = {'dist': dist, 'hit': sc.hit(dist)}
     if keep_images:
         out['x_adv'] = np.concatenate(kept) if kept else np.zeros((0,), np.float32)
     return out
 
 
+def _bar(total, desc, progress):
+    return tqdm(total=total, unit='pair', desc=desc, disable=not progress, leave=False)
+
+
 # ----------------------------------------------------------------------------- minimal eps
 
-def min_eps_search(net, first, ref, threshold, mode, attack='iftgsm', max_eps=16.0,
-                   iterations=8, clean_dist=None, batch_size=32, progress=True, **attack_args):
-    """Per pair, the smallest eps (0-255 scale) found at which ``attack`` hits.
+def min_eps_search(net, sc, search=MinEpsSettings(), settings=HitRateSettings.attack,
+                   batch_size=32, progress=True):
+    """Per pair of ``sc``, the smallest eps (0-255 scale) found at which ``search.attack`` hits.
 
-    0 for pairs that hit clean; otherwise the attack is run at ``max_eps`` and, for the pairs
-    it hits there, ``iterations`` bisection halvings of (0, max_eps] follow (pairs sharing the
-    same interval are attacked together, in batches). The value is the smallest eps tried at
-    which the attack hit (resolution max_eps / 2**iterations; success need not be monotone in
-    eps for an iterative attack, so it is an upper bound of the true minimum for this attack).
-    Pairs not hit at ``max_eps`` get inf. ``attack_args``: build_attack's steps, step, ...
-    Returns float64 (N,)."""
-    n = len(first)
-    if clean_dist is None:
-        clean_dist = distances(embed(net, first, batch_size), ref)
+    0 for pairs that hit clean; otherwise the attack is run at ``search.max_eps`` and, for the
+    pairs it hits there, ``search.steps`` bisection halvings of (0, max_eps] follow (pairs
+    sharing an interval are attacked together). The value is the smallest eps tried at which
+    the attack hit (resolution max_eps / 2**steps; success need not be monotone in eps for an
+    iterative attack, so it is an upper bound of the true minimum for this attack). Pairs not
+    hit at max_eps get inf. Returns float64 (N,)."""
+    n, max_eps = len(sc.first), float(search.max_eps)
     result = np.full(n, np.inf)
-    clean = is_hit(clean_dist, threshold, mode)
-    result[clean] = 0.0
-    todo = np.flatnonzero(~clean)
-    total = len(todo) * (1 + iterations)
-    with tqdm(total=total, unit='pair', desc='min-eps %s %s' % (mode, attack),
-              disable=not progress, leave=False) as bar:
+    result[sc.clean_hit] = 0.0
+    todo = np.flatnonzero(~sc.clean_hit)
+    with _bar(len(todo) * (1 + search.steps), 'min-eps %s %s' % (sc.mode, search.attack),
+              progress) as bar:
         def hits(idx, eps):
-            att = build_attack(attack, net, eps, threshold, mode, **attack_args)
-            return attack_pairs(att, net, first[idx], ref[idx], threshold, mode, batch_size,
-                                bar=bar)['hit']
+            attack = make_attack(search.attack, net, eps, sc, settings)
+            return attack_pairs(attack, net, sc.subset(idx), batch_size, bar)['hit']
 
         if not len(todo):
             return result
-        at_max = hits(todo, max_eps)
-        active = todo[at_max]
-        bar.total -= (len(todo) - len(active)) * iterations
-        bar.refresh()
+        active = todo[hits(todo, max_eps)]
+        bar.total -= (len(todo) - len(active)) * search.steps
         result[active] = max_eps
-        lo = np.zeros(n)
-        hi = np.full(n, float(max_eps))
-        for _ in range(iterations):
+        lo, hi = np.zeros(n), np.full(n, max_eps)
+        for _ in range(search.steps):
             intervals = OrderedDict()
             for i in active:
                 intervals.setdefault((lo[i], hi[i]), []).append(i)
             for (low, high), members in intervals.items():
-                members = np.asarray(members)
-                mid = 0.5 * (low + high)
+                members, mid = np.asarray(members), 0.5 * (low + high)
                 ok = hits(members, mid)
-                hi[members[ok]] = mid
-                result[members[ok]] = mid
+                hi[members[ok]] = result[members[ok]] = mid
                 lo[members[~ok]] = mid
     return result
 
@@ -297,222 +323,201 @@ def plot_min_eps(summaries, path, title=None):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_hit_rate(net, images, issame, threshold, attacks=DEFAULT_ATTACKS,
-                      eps_list=DEFAULT_EPS, mode='impersonation', num_pairs=0, steps=10,
-                      step=None, step_scale=2.5, mu=1.0, batch_size=32, seed=0,
-                      model_name='model', sanity_checks=True, large_eps=64.0, check_eps=None,
-                      min_eps=False, min_eps_attack='iftgsm', min_eps_max=16.0,
-                      min_eps_steps=8, progress=True, aa_iterations=100, aa_queries=5000):
+class _Run:
+    """One evaluate_hit_rate call: per scenario the curves, stage rows, checks and probes."""
+
+    def __init__(self, net, settings):
+        self.net, self.s = net, settings
+        self.eps = [float(e) for e in settings.eps]
+        self.curves, self.checks, self.probes, self.stage_table = [], [], [], []
+
+    def attack(self, name, eps, sc, **override):
+        return make_attack(name, self.net, eps, sc, self.s.attack.replace(**override))
+
+    def run_attack(self, name, eps, sc, desc, **override):
+        """(hit incl. clean hits, mean distance, suite or None) of one attack at one eps."""
+        attack = self.attack(name, eps, sc, **override)
+        with _bar(len(sc.first), desc, self.s.progress) as bar:
+            out = attack_pairs(attack, self.net, sc, self.s.batch_size, bar)
+        suite = attack if name in registry.SUITES else None
+        return sc.clean_hit | out['hit'], float(out['dist'].mean()), suite
+
+    def evaluate(self, sc, outer):
+        label = '%s %s' % (self.s.model_name, sc.mode)
+        per_attack, suites = OrderedDict(), {}
+        for name in self.s.attacks:
+            hits, mean_dist = [], []
+            for eps in self.eps:
+                hit, dist, suite = self.run_attack(name, eps, sc,
+                                                   '%s %s eps=%g' % (sc.mode, name, eps))
+                hits.append(hit)
+                mean_dist.append(dist)
+                if suite is not None:
+                    record = _merged(suite)
+                    suites.setdefault(name, []).append((record['broken_by'],
+                                                        [st.name for st in suite.stages]))
+                    self.stage_table.append(_stage_entry(label, name, eps, suite, record))
+                outer.update(1)
+            per_attack[name] = hits
+            self.add_curve(label, name, sc, hits, mean_dist)
+        if self.s.sanity.enabled:
+            self.masking_check(label, sc, per_attack, suites)
+        if len(per_attack) > 1:
+            from eval import report
+            worst = [np.logical_or.reduce([h[i] for h in per_attack.values()]).mean()
+                     for i in range(len(self.eps))]
+            self.curves.append(report.make_curve(label, 'worst-case', worst,
+                                                 sc.clean_hit.mean(), 'white-box',
+                                                 {'scenario': sc.mode, 'of': list(per_attack)}))
+
+    def add_curve(self, label, name, sc, hits, mean_dist):
+        from eval import report
+        per_eps = [self.attack(name, eps, sc).params() for eps in self.eps]
+        params = dict(per_eps[0])
+        params.pop('eps', None)
+        params['implementation'] = params.pop('attack')  # eval.attacks class name
+        if name not in AA_ATTACKS:
+            params['step'] = [p.get('step', p['eps']) for p in per_eps]
+        params.update(scenario=sc.mode, num_pairs=int(len(sc.pairs)), mean_distance=mean_dist,
+                      clean_mean_distance=float(sc.clean_dist.mean()))
+        values = [float(h.mean()) for h in hits]
+        self.curves.append(report.make_curve(label, name, values, sc.clean_hit.mean(),
+                                             'white-box', params))
+        log.info('%s %s: hit rate %s; mean distance %s', sc.mode, name,
+                 ' '.join('%.4f' % v for v in values), ' '.join('%.4f' % d for d in mean_dist))
+
+    def masking_check(self, label, sc, per_attack, suites):
+        """Gradient-masking tell (eval.sanity.masking_counts): pairs a black-box attack (alone
+        or as a suite's stage) hit that every white-box attack of the table missed."""
+        from eval import sanity
+        if not any(a in registry.BLACK_BOX or a in suites for a in per_attack):
+            return
+        candidates = ~sc.clean_hit
+        broken = {a: [h & candidates for h in hits] for a, hits in per_attack.items()}
+        extra = sanity.masking_counts(candidates, broken, suites, registry.BLACK_BOX)
+        self.checks.append(sanity.check_gradient_masking(extra, len(candidates), self.eps,
+                                                         label))
+
+    def min_eps(self, sc):
+        search = self.s.min_eps
+        values = min_eps_search(self.net, sc, search, self.s.attack, self.s.batch_size,
+                                self.s.progress)
+        summary = summarize_min_eps(values, search.max_eps, search.steps, grid=self.eps)
+        summary['attack'] = search.attack
+        log.info('%s: minimal eps median %s (found for %.1f%% of pairs within %g)', sc.mode,
+                 summary['median'], 100 * summary['found_fraction'], search.max_eps)
+        return summary
+
+    def probe_checks(self, sc):
+        """Gradient check; then eval.sanity.run_probes with iftgsm: at a huge eps, and with
+        twice the steps at ``check_eps`` (default the middle eps)."""
+        from eval import sanity
+        what = '%s %s' % (self.s.model_name, sc.mode)
+        k = min(16, len(sc.first))
+        name, passed, detail = sanity.check_gradients(self.net, to_nchw(sc.first[:k]),
+                                                      sc.ref[:k], threshold=sc.threshold)
+        checks = [sanity.Check('%s [%s]' % (name, what), passed, detail)]
+
+        def iftgsm_rate(eps, steps=None, restarts=None):
+            steps = steps or self.s.attack.steps
+            hit, _, _ = self.run_attack('iftgsm', eps, sc, 'sanity %s iftgsm eps=%g steps=%d'
+                                        % (sc.mode, eps, steps), steps=steps)
+            self.probes.append({'scenario': sc.mode, 'attack': 'iftgsm', 'eps': eps,
+                                'steps': steps, 'value': float(hit.mean())})
+            return float(hit.mean())
+
+        eps = self.s.sanity.check_eps
+        eps = eps if eps is not None else sorted(self.eps)[len(self.eps) // 2]
+        curve = [c for c in self.curves if c['model'] == what and c['attack'] == 'iftgsm']
+        base = curve[0]['values'][self.eps.index(eps)] if curve and eps in self.eps \
+            else iftgsm_rate(eps)
+        return checks + sanity.run_probes(sanity.Probe(
+            'hit_rate', what, 'iftgsm', iftgsm_rate, self.s.attack.steps, None,
+            self.s.sanity.large_eps, eps, base))
+
+
+def _merged(suite):
+    """The suite's record over every batch of one attack_pairs call (broken_by over all
+    pairs)."""
+    from eval.autoattack import merge_records
+    record = merge_records(suite.history)
+    record['broken_by'] = np.concatenate([r['broken_by'] for r in suite.history])
+    return record
+
+
+def _stage_entry(label, name, eps, suite, record):
+    from eval.autoattack import stage_entry
+    return stage_entry(label, name, eps, suite, record, record['num_images'],
+                       record['num_images'] - record['clean_success'])
+
+
+def evaluate_hit_rate(net, images, issame, threshold, settings=HitRateSettings()):
     """Hit rates of ``net`` (eval.model.Network, output='embedding', input 0-255 RGB NCHW).
 
-    images: uint8 (2P, H, W, 3), pairs interleaved (as eval.verification.load_target gives);
-    issame: bool (P,); threshold: squared Euclidean distance; mode: 'impersonation',
-    'dodging' or 'both'. Returns a results dict in eval.report's layout (metric 'hit_rate';
-    one curve per scenario and attack, model = '<model_name> <scenario>', mode 'white-box',
-    clean = clean hit rate, params with the attack settings and mean distances per eps), plus
-    'scenarios' (pairs, clean figures), 'min_eps' (with ``min_eps``), 'checks', 'probes',
-    'settings', and 'autoattack' (per-stage records, with the autoattack suite).
-    ``aa_iterations`` / ``aa_queries``: apgd's iterations and square's queries."""
-    from eval import report, sanity
-    images = np.asarray(images)
-    issame = np.asarray(issame, dtype=bool)
+    images: uint8 (2P, H, W, 3), pairs interleaved (as eval.bin_sets.load_target gives);
+    issame: bool (P,); threshold: squared Euclidean distance. Returns a results dict in
+    eval.report's layout (metric 'hit_rate'; one curve per scenario and attack, model =
+    '<model_name> <scenario>', mode 'white-box', clean = clean hit rate, params with the
+    attack settings and mean distances per eps), plus 'scenarios' (pairs, clean figures),
+    'min_eps' (when enabled), 'checks', 'probes', 'settings', and 'autoattack' (per-stage
+    records of every suite run)."""
+    from eval import sanity
+    s = settings
+    images, issame = np.asarray(images), np.asarray(issame, dtype=bool)
     if images.ndim != 4 or len(images) != 2 * len(issame):
         raise ValueError('expected 2 images per pair (%d pairs), got images of shape %s'
                          % (len(issame), images.shape))
-    scenarios = list(SCENARIOS) if mode == 'both' else [mode]
-    eps_list = [float(e) for e in eps_list]
-    attack_args = dict(steps=steps, step=step, step_scale=step_scale, mu=mu, seed=seed,
-                       aa_iterations=aa_iterations, aa_queries=aa_queries)
     started = time.time()
-    results = {'metric': 'hit_rate', 'eps': eps_list, 'curves': [], 'threshold': float(threshold),
-               'scenarios': OrderedDict(), 'probes': []}
-    checks = []
-    prepared = OrderedDict()
-    for scenario in scenarios:
-        pairs = select_pairs(issame, scenario, num_pairs)
-        if not len(pairs):
-            raise ValueError('no %s pairs (%s-identity) among the %d pairs'
-                             % (scenario, 'different' if scenario == 'impersonation' else 'same',
-                                len(issame)))
-        first = images[2 * pairs]
-        ref = embed(net, images[2 * pairs + 1], batch_size)
-        clean_dist = distances(embed(net, first, batch_size), ref)
-        clean_hit = is_hit(clean_dist, threshold, scenario)
-        prepared[scenario] = (pairs, first, ref, clean_dist, clean_hit)
-        results['scenarios'][scenario] = {
-            'num_pairs': int(len(pairs)), 'pair_indices': pairs.tolist(),
-            'clean_hit_rate': float(clean_hit.mean()),
-            'clean_mean_distance': float(clean_dist.mean())}
+    modes = list(SCENARIOS) if s.mode == 'both' else [s.mode]
+    prepared = [scenario(net, images, issame, threshold, m, s.num_pairs, s.batch_size)
+                for m in modes]
+    run_ = _Run(net, s)
+    results = {'metric': 'hit_rate', 'eps': run_.eps, 'curves': run_.curves,
+               'threshold': float(threshold), 'scenarios': OrderedDict(), 'probes': run_.probes}
+    for sc in prepared:
+        results['scenarios'][sc.mode] = {
+            'num_pairs': int(len(sc.pairs)), 'pair_indices': sc.pairs.tolist(),
+            'clean_hit_rate': float(sc.clean_hit.mean()),
+            'clean_mean_distance': float(sc.clean_dist.mean())}
         log.info('%s: %d pairs, clean hit rate %.4f, mean distance %.4f (threshold %.4f)',
-                 scenario, len(pairs), clean_hit.mean(), clean_dist.mean(), threshold)
-
-    jobs = len(scenarios) * len(attacks) * len(eps_list)
-    with tqdm(total=jobs, unit='run', desc='hit rate', disable=not progress) as outer:
-        for scenario, (pairs, first, ref, clean_dist, clean_hit) in prepared.items():
-            label = '%s %s' % (model_name, scenario)
-            per_attack, suite_runs = OrderedDict(), {}
-            for name in attacks:
-                values, mean_dist, hits = [], [], []
-                for eps in eps_list:
-                    att = build_attack(name, net, eps, threshold, scenario, **attack_args)
-                    out = attack_pairs(att, net, first, ref, threshold, scenario, batch_size,
-                                       progress, '%s %s eps=%g' % (scenario, name, eps))
-                    if name == 'autoattack':
-                        suite_runs.setdefault(name, []).append(att)
-                        results.setdefault('autoattack', []).append(
-                            _stage_entry(label, name, eps, att))
-                    hit = clean_hit | out['hit']
-                    hits.append(hit)
-                    values.append(float(hit.mean()))
-                    mean_dist.append(float(out['dist'].mean()))
-                    outer.update(1)
-                per_attack[name] = hits
-                params = build_attack(name, net, 1.0, threshold, scenario,
-                                      **attack_args).params()
-                params.pop('eps', None)
-                params['implementation'] = params.pop('attack')  # eval.attacks class name
-                params.update(scenario=scenario, num_pairs=int(len(pairs)),
-                              mean_distance=mean_dist,
-                              clean_mean_distance=float(clean_dist.mean()))
-                if params.get('step') is not None and step is None:
-                    params['step'] = ('%g * eps / steps' % (step_scale if name == 'iftgsm'
-                                                            else 1.0))
-                results['curves'].append(report.make_curve(label, name, values,
-                                                           clean_hit.mean(), 'white-box',
-                                                           params))
-                log.info('%s %s: hit rate %s; mean distance %s', scenario, name,
-                         ' '.join('%.4f' % v for v in values),
-                         ' '.join('%.4f' % d for d in mean_dist))
-            if sanity_checks and ('square' in per_attack or suite_runs):
-                checks.append(_masking_check(label, eps_list, per_attack, suite_runs,
-                                             clean_hit))
-            if len(per_attack) > 1:
-                worst = [np.logical_or.reduce([h[i] for h in per_attack.values()])
-                         for i in range(len(eps_list))]
-                results['curves'].append(report.make_curve(
-                    label, 'worst-case', [w.mean() for w in worst], clean_hit.mean(),
-                    'white-box', {'scenario': scenario, 'of': list(per_attack)}))
-
-    if min_eps:
-        results['min_eps'] = OrderedDict()
-        for scenario, (pairs, first, ref, clean_dist, _) in prepared.items():
-            values = min_eps_search(net, first, ref, threshold, scenario, min_eps_attack,
-                                    min_eps_max, min_eps_steps, clean_dist, batch_size,
-                                    progress, **attack_args)
-            summary = summarize_min_eps(values, min_eps_max, min_eps_steps, grid=eps_list)
-            summary['attack'] = min_eps_attack
-            results['min_eps'][scenario] = summary
-            log.info('%s: minimal eps median %s (found for %.1f%% of pairs within %g)',
-                     scenario, summary['median'], 100 * summary['found_fraction'], min_eps_max)
-
-    if sanity_checks:
-        checks += sanity.run_table_checks(results)
-        for scenario, data in prepared.items():
-            checks += _probe_checks(net, model_name, scenario, data, threshold, eps_list,
-                                    attacks, results, attack_args, large_eps, check_eps,
-                                    batch_size, progress)
-    results['checks'] = sanity.as_dicts(checks)
-    results['settings'] = dict(
-        attacks=list(attacks), mode=mode, num_pairs=num_pairs, steps=steps, step=step,
-        step_scale=step_scale, mu=mu, batch_size=batch_size, seed=seed,
-        pixel_range=list(PIXEL_RANGE), threshold=float(threshold), large_eps=large_eps,
-        check_eps=check_eps, min_eps=bool(min_eps), min_eps_attack=min_eps_attack,
-        min_eps_max=min_eps_max, min_eps_steps=min_eps_steps,
-        distance='squared Euclidean of L2-normalised single-image embeddings (no flip)',
-        loss='cos (1 - cosine similarity)')
+                 sc.mode, len(sc.pairs), sc.clean_hit.mean(), sc.clean_dist.mean(), threshold)
+    with tqdm(total=len(prepared) * len(s.attacks) * len(run_.eps), unit='run',
+              desc='hit rate', disable=not s.progress) as outer:
+        for sc in prepared:
+            run_.evaluate(sc, outer)
+    if run_.stage_table:
+        results['autoattack'] = run_.stage_table
+    if s.min_eps.enabled:
+        results['min_eps'] = OrderedDict((sc.mode, run_.min_eps(sc)) for sc in prepared)
+    if s.sanity.enabled:
+        run_.checks += sanity.run_table_checks(results)
+        for sc in prepared:
+            run_.checks += run_.probe_checks(sc)
+    results['checks'] = sanity.as_dicts(run_.checks)
+    results['settings'] = _settings_record(s, threshold)
     results['seconds'] = round(time.time() - started, 1)
     return results
 
 
-def _stage_entry(label, name, eps, suite):
-    """AutoAttack's per-stage record of one eps (all batches), in eval.report's layout."""
-    from eval.autoattack import merge_records
-    record = merge_records(suite.history)
-    params = suite.params()
-    return {'model': label, 'attack': name, 'eps': eps, 'num_images': record['num_images'],
-            'clean_correct': record['num_images'] - record['clean_success'],
-            'stages': record['stages'], 'robust': record['stages'][-1]['robust'],
-            'seconds': round(sum(st['seconds'] for st in record['stages']), 1),
-            'standard_settings': params['standard_settings'],
-            'settings': {k: params[k] for k in ('version', 'iterations', 'queries')}}
-
-
-def _masking_check(label, eps_list, per_attack, suite_runs, clean_hit):
-    """Gradient-masking tell: pairs Square hit (alone or as AutoAttack's last stage) that no
-    white-box attack of the table hit."""
-    from eval import sanity
-    extra = []
-    for i in range(len(eps_list)):
-        white, square = clean_hit.copy(), np.zeros_like(clean_hit)
-        for name, hits in per_attack.items():
-            if name == 'square':
-                square |= hits[i] & ~clean_hit
-            elif name in suite_runs:
-                suite = suite_runs[name][i]
-                broken_by = np.concatenate([r['broken_by'] for r in suite.history])
-                last = [s.name for s in suite.stages].index('square')
-                square |= broken_by == last
-                white |= (broken_by >= 0) & (broken_by < last)
-            else:
-                white |= hits[i]
-        extra.append(int((square & ~white).sum()))
-    return sanity.check_gradient_masking(extra, len(clean_hit), eps_list, label)
-
-
-def _probe_checks(net, model_name, scenario, data, threshold, eps_list, attacks, results,
-                  attack_args, large_eps, check_eps, batch_size, progress):
-    """Gradient check, iftgsm at a huge eps, iftgsm with twice the steps (one scenario)."""
-    from eval import sanity
-    pairs, first, ref, _, clean_hit = data
-    what = '%s %s' % (model_name, scenario)
-    checks = []
-    k = min(16, len(first))
-    name, passed, detail = sanity.check_gradients(net, to_nchw(first[:k]), ref[:k],
-                                                  threshold=threshold)
-    checks.append(sanity.Check('%s [%s]' % (name, what), passed, detail))
-
-    def iftgsm_rate(eps, **override):
-        args = dict(attack_args, **override)
-        att = build_attack('iftgsm', net, eps, threshold, scenario, **args)
-        out = attack_pairs(att, net, first, ref, threshold, scenario, batch_size, progress,
-                           'sanity %s iftgsm eps=%g steps=%d' % (scenario, eps, args['steps']))
-        value = float((clean_hit | out['hit']).mean())
-        results['probes'].append({'scenario': scenario, 'attack': 'iftgsm', 'eps': eps,
-                                  'steps': args['steps'], 'value': value})
-        return value
-
-    if large_eps:
-        checks.append(sanity.check_large_eps('hit_rate', iftgsm_rate(large_eps), large_eps,
-                                             '%s, iftgsm' % what))
-    eps = check_eps if check_eps is not None else sorted(eps_list)[len(eps_list) // 2]
-    base = None
-    if 'iftgsm' in attacks and eps in eps_list:
-        curve = [c for c in results['curves']
-                 if c['model'] == what and c['attack'] == 'iftgsm'][0]
-        base = curve['values'][eps_list.index(eps)]
-    if base is None:
-        base = iftgsm_rate(eps)
-    steps = attack_args['steps']
-    more = iftgsm_rate(eps, steps=2 * steps)
-    checks.append(sanity.check_stronger_changes_little(
-        'hit_rate', base, more, '2x steps [%s, iftgsm eps=%g, %d -> %d steps]'
-        % (what, eps, steps, 2 * steps)))
-    return checks
+def _settings_record(s, threshold):
+    return dict(attacks=list(s.attacks), mode=s.mode, num_pairs=s.num_pairs,
+                steps=s.attack.steps, step=s.attack.step, step_scale=s.attack.step_scale,
+                mu=s.attack.mu, seed=s.attack.seed, budget=s.attack.budget.as_dict(),
+                batch_size=s.batch_size, pixel_range=list(PIXEL_RANGE),
+                threshold=float(threshold), large_eps=s.sanity.large_eps,
+                check_eps=s.sanity.check_eps, min_eps=dataclasses.asdict(s.min_eps),
+                distance='squared Euclidean of L2-normalised single-image embeddings (no flip)',
+                loss='cos (1 - cosine similarity)')
 
 
 # ----------------------------------------------------------------------------- CLI
 
-def parse_args(argv=None):
-    from eval.verification import add_model_args
+def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    for action in parser._actions:  # pylint: disable=protected-access
-        if action.dest == 'model':
-            action.help = 'checkpoint "prefix,epoch" (embedding input 0-255 RGB NCHW)'
-        elif action.dest == 'batch_size':
-            action.help = 'images per forward pass and per attack batch (default 32)'
+    cli.add_model_args(parser, 'checkpoint "prefix,epoch" or an .onnx file (embedding, input '
+                       '0-255 RGB NCHW)', batch_size=32, image_size=True)
     parser.add_argument('--data-dir', required=True, help='folder holding <target>.bin '
                         '(and an InsightFace property file giving the image size)')
     parser.add_argument('--target', default='lfw', help='pair set name (default %(default)s)')
@@ -527,8 +532,7 @@ def parse_args(argv=None):
     parser.add_argument('--far', type=float, default=1e-3,
                         help='FAR of the threshold calibrated on the fly (no threshold given)')
     parser.add_argument('--nfolds', type=int, default=10, help='folds of that calibration')
-    parser.add_argument('--mode', default='impersonation',
-                        choices=('impersonation', 'dodging', 'both'))
+    parser.add_argument('--mode', default='impersonation', choices=SCENARIOS + ('both',))
     parser.add_argument('--attacks', type=choice_list(ALL_ATTACKS), default=list(DEFAULT_ATTACKS),
                         help='comma-separated, from %s (default %s)'
                         % (','.join(ALL_ATTACKS), ','.join(DEFAULT_ATTACKS)))
@@ -541,10 +545,17 @@ def parse_args(argv=None):
                              '--step-scale * eps / steps, miftgsm eps / steps)')
     parser.add_argument('--step-scale', type=float, default=2.5,
                         help='iftgsm step = step-scale * eps / steps when --step is not given')
-    parser.add_argument('--mu', type=float, default=1.0, help='miftgsm momentum decay')
+    parser.add_argument('--mu', '--momentum', dest='mu', type=float, default=1.0,
+                        help='miftgsm momentum decay')
     parser.add_argument('--num-pairs', type=int, default=0,
                         help='attack the first N eligible pairs of each scenario (0 = all)')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
+    _add_check_args(parser)
+    cli.add_autoattack_args(parser)
+    return parser
+
+
+def _add_check_args(parser):
     parser.add_argument('--min-eps', action='store_true',
                         help='also search each pair\'s minimal eps (bisection)')
     parser.add_argument('--min-eps-attack', default='iftgsm', choices=DEFAULT_ATTACKS)
@@ -562,19 +573,37 @@ def parse_args(argv=None):
     parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bars')
     parser.add_argument('--out-dir', default=None,
                         help='write results.json, results.md, hit_rate.png (and min_eps.png)')
-    add_autoattack_args(parser, targets=False)
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if (args.steps < 1 or args.batch_size < 1 or args.num_pairs < 0 or args.min_eps_steps < 0
             or args.min_eps_max <= 0 or args.large_eps < 0):
         parser.error('--steps and --batch-size must be >= 1, --num-pairs and --min-eps-steps '
                      '>= 0, --min-eps-max > 0, --large-eps >= 0')
+    cli.check_eps(parser, args.eps, PIXEL_RANGE)
     if args.threshold is not None:
         from eval.cal_threshold import check_threshold  # the same rule as a threshold JSON's
         try:
             check_threshold(args.threshold, '--threshold')
         except ValueError as err:
             parser.error(str(err))
-    return parser, args
+    return args
+
+
+def settings_of(args, model_name):
+    """The HitRateSettings of attack_face.py's flags (its vocabulary: eps, step, steps)."""
+    attack = AttackSettings(steps=args.steps, step=args.step, step_scale=args.step_scale,
+                            mu=args.mu, seed=args.seed, pixel_range=PIXEL_RANGE,
+                            budget=Budget.from_args(args))
+    return HitRateSettings(
+        attacks=tuple(args.attacks), eps=tuple(args.eps), mode=args.mode,
+        num_pairs=args.num_pairs, attack=attack, batch_size=args.batch_size,
+        model_name=model_name, progress=not args.no_progress,
+        sanity=SanitySettings(not args.no_sanity, args.large_eps, args.check_eps),
+        min_eps=MinEpsSettings(args.min_eps, args.min_eps_attack, args.min_eps_max,
+                               args.min_eps_steps))
 
 
 def _loud(message):
@@ -614,56 +643,54 @@ def resolve_threshold(args, net, images, issame):
                                  'val': record['val'], 'per_fold': record['per_fold']}
 
 
-def main(argv=None):
-    parser, args = parse_args(argv)
-    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stderr)
+def load_inputs(args):
+    """(net, images, issame, threshold, threshold_info): the pair set, the model checked on
+    it (size, channels, finite outputs) and the threshold; every bad input a ValueError."""
     import mxnet as mx
-    from eval import report, sanity
-    from eval.model import Network
-    from eval.verification import check_input_size, image_size_rule, load_targets, parse_ctx
-    from src.checkpoint import parse_model_spec
-    try:
-        prefix, epoch = parse_model_spec(args.model)
-        images, issame = load_targets(args.data_dir, [args.target],
-                                      *image_size_rule(args))[args.target]
-        ctx = parse_ctx(args.ctx, args.gpu)
-        net = Network.load(args.model, output='embedding', ctx=ctx)
-        check_input_size(net, {args.target: (images, issame)})
-        np.random.seed(args.seed)
-        mx.random.seed(args.seed)
-        threshold, threshold_info = resolve_threshold(args, net, images, issame)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    from eval.bin_sets import check_input_size, image_size_rule, load_targets
+    targets = load_targets(args.data_dir, [args.target], *image_size_rule(args))
+    images, issame = targets[args.target]
+    net = cli.load_model(args.model, 'embedding', cli.parse_ctx(args.ctx, args.gpu), None)
+    check_input_size(net, targets)
+    cli.check_outputs(net, to_nchw(images[:2]), args.model)
+    np.random.seed(args.seed)
+    mx.random.seed(args.seed)
+    threshold, info = resolve_threshold(args, net, images, issame)
     if threshold <= 0:
         _loud('threshold %g: no pair can match (too few different pairs to reach FAR=%g?)'
               % (threshold, args.far))
-    name = '%s,%d' % (os.path.basename(prefix), epoch)
-    results = evaluate_hit_rate(
-        net, images, issame, threshold, args.attacks, args.eps, args.mode, args.num_pairs,
-        args.steps, args.step, args.step_scale, args.mu, args.batch_size, args.seed, name,
-        not args.no_sanity, args.large_eps, args.check_eps, args.min_eps, args.min_eps_attack,
-        args.min_eps_max, args.min_eps_steps, not args.no_progress, args.aa_iterations,
-        args.aa_queries)
+    return net, images, issame, threshold, info
+
+
+def run(args):
+    """Hit rates of --model on --target's pairs; returns the results dict (raises
+    cli.SanityFailed after reporting when --strict and a check failed)."""
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stderr)
+    from eval import report
+    net, images, issame, threshold, threshold_info = load_inputs(args)
+    name = cli.model_name(args.model)
+    results = evaluate_hit_rate(net, images, issame, threshold, settings_of(args, name))
     results['settings'].update(model=args.model, data_dir=args.data_dir, target=args.target,
                                image_size=list(images.shape[1:3]), threshold_info=threshold_info)
-    all_passed = not results['checks'] or sanity.report_checks(
-        [(c['name'], c['passed'], c['detail']) for c in results['checks']])
     title = 'Hit rate of %s on %s (threshold %.4f, %s)' % (
         name, args.target, threshold, ', '.join('%d %s pairs' % (s['num_pairs'], k)
                                                  for k, s in results['scenarios'].items()))
     report.write_report(results, args.out_dir, title=title, plot_name='hit_rate.png')
-    for scenario, summary in results.get('min_eps', {}).items():
+    for scenario_name, summary in results.get('min_eps', {}).items():
         print('minimal eps [%s, %s]: median %s, quartiles %s / %s, found for %.1f%% within %g'
-              % (scenario, summary['attack'], summary['median'], summary['quantiles']['25'],
-                 summary['quantiles']['75'], 100 * summary['found_fraction'],
-                 summary['max_eps']))
+              % (scenario_name, summary['attack'], summary['median'],
+                 summary['quantiles']['25'], summary['quantiles']['75'],
+                 100 * summary['found_fraction'], summary['max_eps']))
     if args.out_dir and results.get('min_eps'):
         plot_min_eps(results['min_eps'], os.path.join(args.out_dir, 'min_eps.png'),
                      'minimal eps of %s on %s' % (name, args.target))
-    if args.strict and not all_passed:
-        sys.exit(3)
+    cli.finish_checks(results, args.strict)
     return results
 
 
+def main(argv=None):
+    return cli.main(parse_args, run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -46,7 +46,6 @@ gradient) at x itself, so an attack without random start (FGSM, BIM, MI-FGSM) fo
 sign of round-off noise there, or does not move at all (a warning says so). Use PGD's random
 start, or a reference embedding of another image (a verification pair's partner).
 """
-import inspect
 import json
 import warnings
 import weakref
@@ -58,6 +57,7 @@ from tqdm import tqdm
 
 from eval.attack_losses import (CLASSIFIER_LOSSES, EMBEDDING_LOSSES, classifier_loss,
                                 embedding_loss)
+from eval.protocol import l2_normalize
 from symbols.graph import Transform, rebuild
 
 
@@ -78,11 +78,6 @@ def linf_bounds(x, eps, pixel_range):
     over = (hi - x64) > eps
     hi[over] = np.nextafter(hi[over], np.float32(-np.inf))
     return lo, hi
-
-
-def l2_normalise(emb):
-    emb = np.asarray(emb, dtype=np.float32)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
 def inference_graph(symbol, image_shape):
@@ -156,7 +151,7 @@ class Objective:
         if y.shape[0] != len(x) or y.ndim != 2:
             raise ValueError('expected %d reference embeddings (N, D) or images (N, C, H, W), '
                              'got shape %s' % (len(x), y.shape))
-        return l2_normalise(y)
+        return l2_normalize(y, np.float32)
 
     def head(self, out, ref, target=None):
         """(value, d value / d out) from the NumPy network output (eval.attack_losses)."""
@@ -188,7 +183,7 @@ class Objective:
     def success_from_output(self, out, ref):
         """Per-sample success (bool NumPy) from NumPy outputs (logits or raw embeddings)."""
         if self.on_embedding:
-            dist = np.sum(np.square(l2_normalise(out) - ref), axis=1)
+            dist = np.sum(np.square(l2_normalize(out, np.float32) - ref), axis=1)
             return dist < self.threshold if self.targeted else dist >= self.threshold
         pred = np.argmax(out, axis=1)
         return pred == ref if self.targeted else pred != ref
@@ -272,7 +267,7 @@ class FGSM(Attack):
 
 class BIM(Attack):
     """Basic iterative method (I-FGSM): ``steps`` sign steps of size ``step`` from x itself,
-    projected after each step. ``step`` defaults to 2.5 * eps / steps.
+    projected after each step. ``step`` defaults to ``step_scale`` (2.5) * eps / steps.
 
     ``random_start`` and ``restarts`` turn it into PGD; the returned image of each sample is
     its worst case over restarts: the first successful one, else the one with the highest
@@ -280,19 +275,16 @@ class BIM(Attack):
     name = 'bim'
     iterative = True
 
-    def __init__(self, model, eps, step=None, steps=10, random_start=False, restarts=1,
-                 targeted=False, loss=None, threshold=None, pixel_range=(0, 1), seed=None):
+    def __init__(self, model, eps, step=None, steps=10, step_scale=2.5, random_start=False,
+                 restarts=1, targeted=False, loss=None, threshold=None, pixel_range=(0, 1),
+                 seed=None):
         super().__init__(model, eps, targeted, loss, threshold, pixel_range, seed)
         if steps < 1 or restarts < 1:
             raise ValueError('steps and restarts must be >= 1, got %d, %d' % (steps, restarts))
         self.steps = int(steps)
-        self.step = float(step) if step is not None else self.default_step(eps, steps)
+        self.step = float(step) if step is not None else step_scale * eps / steps
         self.random_start = bool(random_start)
         self.restarts = int(restarts)
-
-    @staticmethod
-    def default_step(eps, steps):
-        return 2.5 * eps / steps
 
     def params(self):
         out = super().params()
@@ -338,10 +330,11 @@ class PGD(BIM):
     eps-ball, with restarts (per-sample worst case kept)."""
     name = 'pgd'
 
-    def __init__(self, model, eps, step=None, steps=40, random_start=True, restarts=1,
-                 targeted=False, loss=None, threshold=None, pixel_range=(0, 1), seed=None):
-        super().__init__(model, eps, step, steps, random_start, restarts, targeted, loss,
-                         threshold, pixel_range, seed)
+    def __init__(self, model, eps, step=None, steps=40, step_scale=2.5, random_start=True,
+                 restarts=1, targeted=False, loss=None, threshold=None, pixel_range=(0, 1),
+                 seed=None):
+        super().__init__(model, eps, step, steps, step_scale, random_start, restarts, targeted,
+                         loss, threshold, pixel_range, seed)
 
 
 class CWLinf(PGD):
@@ -349,10 +342,10 @@ class CWLinf(PGD):
     logit; targeted: target logit minus best other) under the L-inf budget."""
     name = 'cw'
 
-    def __init__(self, model, eps, step=None, steps=40, random_start=True, restarts=1,
-                 targeted=False, threshold=None, pixel_range=(0, 1), seed=None):
-        super().__init__(model, eps, step, steps, random_start, restarts, targeted, 'cw',
-                         threshold, pixel_range, seed)
+    def __init__(self, model, eps, step=None, steps=40, step_scale=2.5, random_start=True,
+                 restarts=1, targeted=False, threshold=None, pixel_range=(0, 1), seed=None):
+        super().__init__(model, eps, step, steps, step_scale, random_start, restarts, targeted,
+                         'cw', threshold, pixel_range, seed)
 
 
 def momentum_update(momentum, grad, mu):
@@ -370,9 +363,8 @@ class MIFGSM(BIM):
     def __init__(self, model, eps, step=None, steps=10, mu=1.0, random_start=False,
                  restarts=1, targeted=False, loss=None, threshold=None, pixel_range=(0, 1),
                  seed=None):
-        step = float(step) if step is not None else eps / steps
-        super().__init__(model, eps, step, steps, random_start, restarts, targeted, loss,
-                         threshold, pixel_range, seed)
+        super().__init__(model, eps, step, steps, 1.0, random_start, restarts, targeted, loss,
+                         threshold, pixel_range, seed)    # step rule: eps / steps
         self.mu = float(mu)
 
     def params(self):
@@ -383,56 +375,6 @@ class MIFGSM(BIM):
     def _direction(self, grad, state):
         state['g'] = momentum_update(state.get('g', 0.0), grad, self.mu)
         return np.sign(state['g'])
-
-
-ATTACKS = {'fgsm': FGSM, 'bim': BIM, 'pgd': PGD, 'mifgsm': MIFGSM, 'cw': CWLinf}
-
-
-def make_attack(name, model, eps, **kwargs):
-    """Attack by name (``ATTACKS``). Keywords that only some attacks take (step, steps, mu,
-    restarts, ...) are passed to those that take them; unknown keywords are an error."""
-    try:
-        cls = ATTACKS[name]
-    except KeyError:
-        raise ValueError('unknown attack %r: expected one of %s'
-                         % (name, ', '.join(ATTACKS))) from None
-    known = set()
-    for other in ATTACKS.values():
-        known.update(inspect.signature(other.__init__).parameters)
-    unknown = set(kwargs) - known
-    if unknown:
-        raise TypeError('no attack takes %s' % ', '.join(sorted(unknown)))
-    takes = inspect.signature(cls.__init__).parameters
-    return cls(model, eps, **{k: v for k, v in kwargs.items() if k in takes})
-
-
-def _embedding_model(model, what):
-    if model.output != 'embedding':
-        raise ValueError('%s is a feature-level attack: it needs a Network with '
-                         "output='embedding', got %r" % (what, model.output))
-
-
-def FFTGSM(model, eps, threshold, pixel_range=(0, 255), **kwargs):
-    """Fast feature-targeted gradient sign method: one FGSM step lowering the distance to the
-    target embedding (impersonation), as MTER names it."""
-    _embedding_model(model, 'FFTGSM')
-    return FGSM(model, eps, targeted=True, threshold=threshold, pixel_range=pixel_range,
-                **kwargs)
-
-
-def IFTGSM(model, eps, threshold, step=None, steps=10, pixel_range=(0, 255), **kwargs):
-    """Iterative feature-targeted gradient sign method (BIM toward the target embedding)."""
-    _embedding_model(model, 'IFTGSM')
-    return BIM(model, eps, step=step, steps=steps, targeted=True, threshold=threshold,
-               pixel_range=pixel_range, **kwargs)
-
-
-def MIFTGSM(model, eps, threshold, step=None, steps=10, mu=1.0, pixel_range=(0, 255),
-            **kwargs):
-    """Momentum variant of IFTGSM (MI-FGSM toward the target embedding)."""
-    _embedding_model(model, 'MIFTGSM')
-    return MIFGSM(model, eps, step=step, steps=steps, mu=mu, targeted=True,
-                  threshold=threshold, pixel_range=pixel_range, **kwargs)
 
 
 def random_targets(labels, num_classes, seed=None):

@@ -15,56 +15,21 @@ Versions (``VERSIONS``), L-inf, with github.com/fra31/auto-attack's settings
 On an embedding network (impersonation / dodging) the classifier stages do not apply: the
 feature-level suite is APGD on the embedding distance then Square on it (``fast``: APGD only).
 
-``iterations``, ``queries`` and ``targets`` may be lowered (smoke tests, a CPU budget); Square's
-p schedule is then rescaled to its query budget (the reference's default for other budgets).
-``standard_settings`` says whether a suite is the reference's, and results carry it.
+The budget (iterations, queries, targets, restarts, version) is one eval.registry.Budget, shared
+by every tool and the main job; it may be lowered (smoke tests, a CPU budget); Square's p
+schedule is then rescaled to its query budget (the reference's default for other budgets).
+``standard_settings`` says whether a suite is the reference's, and results carry it. Stages
+are built by name through eval.registry.
 """
 import time
 
 import numpy as np
 
-from eval.apgd import APGD, APGDT
 from eval.attacks import Attack, run_attack
-from eval.fab import FAB
-from eval.square import Square
 
 VERSIONS = {'standard': ('apgd-ce', 'apgd-t', 'fab-t', 'square'),
             'fast': ('apgd-ce', 'apgd-t')}
 FEATURE_VERSIONS = {'standard': ('apgd', 'square'), 'fast': ('apgd',)}
-SUITES = {'autoattack': 'standard', 'autoattack-fast': 'fast'}  # attack names of the suites
-MEMBERS = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square')  # classifier stages by name
-BLACK_BOX = ('square',)
-REFERENCE_SETTINGS = {'iterations': 100, 'queries': 5000, 'targets': 9}
-
-
-def make_member(name, model, eps, iterations=100, queries=5000, targets=9, targeted=False,
-                loss=None, threshold=None, pixel_range=(0, 1), seed=0):
-    """One AutoAttack stage by name: MEMBERS on classifiers; 'apgd' and 'square' on any
-    objective (feature level: ``targeted``/``loss``/``threshold`` as eval.attacks)."""
-    attack = _member(name, model, eps, iterations, queries, targets, targeted, loss, threshold,
-                     dict(pixel_range=pixel_range, seed=seed))
-    attack.name = name  # e.g. APGD runs as 'apgd-ce'
-    return attack
-
-
-def _member(name, model, eps, iterations, queries, targets, targeted, loss, threshold, common):
-    if name == 'apgd-ce':
-        return APGD(model, eps, steps=iterations, loss='ce', **common)
-    if name == 'apgd-dlr':
-        return APGD(model, eps, steps=iterations, loss='dlr', **common)
-    if name == 'apgd-t':
-        return APGDT(model, eps, steps=iterations, num_targets=targets, **common)
-    if name == 'fab-t':
-        return FAB(model, eps, steps=iterations, num_targets=targets, **common)
-    if name == 'apgd':
-        return APGD(model, eps, steps=iterations, targeted=targeted, loss=loss,
-                    threshold=threshold, **common)
-    if name == 'square':  # another budget than the reference's 5000: schedule rescaled to it
-        return Square(model, eps, queries=queries, targeted=targeted,
-                      loss=None if model.output == 'logits' else loss, threshold=threshold,
-                      rescale_schedule=queries != REFERENCE_SETTINGS['queries'], **common)
-    raise ValueError('unknown AutoAttack stage %r: expected one of %s, apgd'
-                     % (name, ', '.join(MEMBERS)))
 
 
 class AutoAttack(Attack):
@@ -75,28 +40,36 @@ class AutoAttack(Attack):
     iterative = True
     random_start = True
 
-    def __init__(self, model, eps, version='standard', iterations=100, queries=5000, targets=9,
-                 targeted=False, loss=None, threshold=None, pixel_range=(0, 1), seed=0,
-                 stages=None):
+    def __init__(self, model, eps, budget=None, targeted=False, loss=None, threshold=None,
+                 pixel_range=(0, 1), seed=0, stages=None):
+        """``budget``: an eval.registry.Budget (its version, iterations, targets, queries,
+        restarts; default the reference's standard one)."""
+        from eval.registry import AttackSettings, Budget, build
         super().__init__(model, eps, targeted, loss, threshold, pixel_range, seed)
         if targeted and not self.objective.on_embedding:
             raise ValueError('AutoAttack on a classifier is untargeted (APGD-T and FAB-T pick '
                              'their own target classes): y holds the true labels')
+        self.budget = budget or Budget()
         table = FEATURE_VERSIONS if self.objective.on_embedding else VERSIONS
-        if stages is None and version not in table:
-            raise ValueError('version must be one of %s, got %r' % (', '.join(table), version))
-        self.version = version if stages is None else 'custom'
-        self.settings = {'iterations': int(iterations), 'queries': int(queries),
-                         'targets': int(targets)}
-        self.stages = [make_member(s, model, eps, targeted=targeted, loss=loss,
-                                   threshold=threshold, pixel_range=pixel_range, seed=seed,
-                                   **self.settings) if isinstance(s, str) else s
-                       for s in (stages if stages is not None else table[version])]
+        if stages is None and self.budget.version not in table:
+            raise ValueError('version must be one of %s, got %r'
+                             % (', '.join(table), self.budget.version))
+        self.version = self.budget.version if stages is None else 'custom'
+        scenario = None if not self.objective.on_embedding else \
+            ('impersonation' if targeted else 'dodging')
+        settings = AttackSettings(seed=seed, pixel_range=pixel_range, budget=self.budget,
+                                  threshold=threshold, scenario=scenario)
+        self.stages = [build(s, model, eps, settings) if isinstance(s, str) else s
+                       for s in (stages if stages is not None else table[self.version])]
         self.history = []  # one record per call (see run)
 
     @property
     def standard_settings(self):
-        return self.version == 'standard' and self.settings == REFERENCE_SETTINGS
+        return self.version == 'standard' and self.budget.standard
+
+    @property
+    def settings(self):
+        return {k: v for k, v in self.budget.as_dict().items() if k != 'version'}
 
     def params(self):
         out = super().params()
@@ -161,3 +134,16 @@ def merge_records(records):
                for key in ('attacked', 'broken', 'robust')},
             'seconds': round(sum(r['stages'][k]['seconds'] for r in records), 2)})
     return merged
+
+
+def stage_entry(label, name, eps, suite, record, num_images, clean_correct):
+    """One row of the per-stage table (eval.report's layout) of a suite run at ``eps``:
+    ``record`` (a run's record, or ``merge_records`` of several) and the image counts."""
+    params = suite.params()
+    return {'model': label, 'attack': name, 'eps': eps, 'num_images': int(num_images),
+            'clean_correct': int(clean_correct), 'stages': record['stages'],
+            'robust': int(record['stages'][-1]['robust']) if record['stages'] else 0,
+            'seconds': round(sum(st['seconds'] for st in record['stages']), 1),
+            'standard_settings': params['standard_settings'],
+            'settings': {k: params[k] for k in ('version', 'iterations', 'queries', 'targets',
+                                                'restarts')}}

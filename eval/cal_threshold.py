@@ -28,10 +28,11 @@ import numpy as np
 
 from runtime.atomic import atomic_write
 
-from eval.verification import (ACC_THRESHOLDS, accuracy_curve, add_model_args,
-                               check_input_size, combine_flip,
-                               embed_pairs, image_size_rule, load_targets, pair_distances,
-                               parse_ctx, val_far_folds)
+from eval import cli
+from eval.bin_sets import check_input_size, image_size_rule, load_targets
+from eval.embedding import embed_pairs
+from eval.protocol import (ACC_THRESHOLDS, accuracy_curve, combine_flip, pair_distances,
+                           val_far_folds)
 
 DISTANCE = 'squared_euclidean_normalized'
 
@@ -53,9 +54,10 @@ def thresholds_from_distances(dist, issame, far_target=1e-3, nfolds=10, best_acc
 
 
 def calibrate(network_or_fn, images, issame, batch_size, far_target=1e-3, nfolds=10, flip=False,
-              best_acc=False, scale=1.0):
-    """Embeds a verification set and returns ``thresholds_from_distances``'s record."""
-    emb, emb_flip = embed_pairs(network_or_fn, images, batch_size, flip=flip, scale=scale)
+              best_acc=False):
+    """Embeds a verification set (faces in 0..255) and returns ``thresholds_from_distances``'s
+    record."""
+    emb, emb_flip = embed_pairs(network_or_fn, images, batch_size, flip=flip)
     dist = pair_distances(combine_flip(emb, emb_flip))
     record = thresholds_from_distances(dist, issame, far_target, nfolds, best_acc)
     record['flip'] = bool(flip)
@@ -100,11 +102,12 @@ def load_threshold(path, key='threshold'):
     return check_threshold(record[key], '%s "%s"' % (path, key))
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Distance threshold at a target FAR (10-fold, interpolated, averaged) of a '
                     'face model on a .bin verification set; saved as JSON for the attack tools.')
-    add_model_args(parser, onnx=True)
+    cli.add_model_args(parser, 'checkpoint "prefix,epoch" or an exported .onnx file',
+                       batch_size=32, image_size=True)
     parser.add_argument('--data-dir', required=True, help='folder holding <target>.bin')
     parser.add_argument('--target', default='lfw', help='one set name (default %(default)s)')
     parser.add_argument('--far', type=float, default=1e-3, help='target false accept rate')
@@ -117,25 +120,27 @@ def main(argv=None):
                         help='JSON to write (default: <prefix>-<epoch>-<target>-threshold.json, '
                              'or <model>-<target>-threshold.json beside a .onnx model)')
     args = parser.parse_args(argv)
-    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     if ',' in args.target:
         parser.error('--target takes one set, got %r' % args.target)
+    if not 0 < args.far < 1:
+        parser.error('--far must lie in (0, 1), got %g' % args.far)
+    return args
 
+
+def run(args):
+    """Calibrates, saves and prints the threshold; returns the saved record."""
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     from eval.onnx_model import is_onnx_path, load_network
     from src.checkpoint import parse_model_spec
-    try:
-        if is_onnx_path(args.model):    # an exported model: the JSON goes beside the file
-            stem = '%s-%s' % (os.path.splitext(args.model)[0], args.target)
-        else:
-            prefix, epoch = parse_model_spec(args.model)
-            stem = '%s-%04d-%s' % (prefix, epoch, args.target)
-        images, issame = load_targets(args.data_dir, [args.target],
-                                      *image_size_rule(args))[args.target]
-        ctx = parse_ctx(args.ctx, args.gpu)
-        net = load_network(args.model, output='embedding', ctx=ctx)
-        check_input_size(net, {args.target: (images, issame)})
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    if is_onnx_path(args.model):    # an exported model: the JSON goes beside the file
+        stem = '%s-%s' % (os.path.splitext(args.model)[0], args.target)
+    else:
+        prefix, epoch = parse_model_spec(args.model)
+        stem = '%s-%04d-%s' % (prefix, epoch, args.target)
+    targets = load_targets(args.data_dir, [args.target], *image_size_rule(args))
+    images, issame = targets[args.target]
+    net = load_network(args.model, output='embedding', ctx=cli.parse_ctx(args.ctx, args.gpu))
+    check_input_size(net, targets)
     record = dict(model=args.model, target=args.target)
     record.update(calibrate(net, images, issame, args.batch_size, args.far, args.nfolds,
                             args.flip, args.best_acc))
@@ -151,5 +156,9 @@ def main(argv=None):
     return record
 
 
+def main(argv=None):
+    return cli.main(parse_args, run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -29,7 +29,8 @@ Euclidean distance on unit vectors is a function of the cosine.
 
 Protocol of the command line: the detector is fitted on ``--num-fit`` training images (a seeded
 random subset; 0 = all); the first ``--num-samples`` test images are classified and the correctly
-classified ones are attacked (eval.attacks, white-box on the logits). Negatives: those clean
+classified ones are attacked (white-box on the logits; every attack is built by name through
+eval.registry, which holds the step rules and AutoAttack's budget). Negatives: those clean
 images (predicted class = true class); positives: their SUCCESSFUL adversarials (predicted class
 != true class), since an attack that failed left an input the classifier still gets right and
 is not a threat to detect (``--all-adversarials`` adds the failed ones). Reported per attack,
@@ -38,14 +39,21 @@ fraction of adversarials flagged by the threshold that flags at most 5% of the c
 Default budget: eps 0.1, 40 steps on MNIST-format data (TLA's own MNIST evaluation uses eps 0.3,
 40 steps of 0.01: ``--eps 0.3`` to compare with the paper), eps 8 (of 255), 20 steps on CIFAR-10.
 
+A checkpoint is checked on a few test images before anything long runs: it must take their
+shape (a face network on MNIST-format data does not) and give finite outputs (NaN weights do not);
+otherwise one line ``error: ...`` names it and the exit code is 2.
+
 Writes the table to stdout and, with ``--out-dir``, results.json, results.md and roc.png.
-Example::
+From code: ``detection_report(logits_net, embedding_net, (fit_x, fit_y), (x, y),
+DetectionSettings(attacks=('pgd',), eps=(0.1,), ...))``. Example::
 
     python -m eval.detect --model models/mnist-tla/model,20 --dataset mnist \\
         --attacks pgd,cw --methods gaussian,gmm,knn --out-dir results/mnist-tla-detect
 """
 import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import argparse
+import collections
+import dataclasses
 import json
 import logging
 import math
@@ -56,20 +64,96 @@ import time
 
 import numpy as np
 
-from eval import autoattack, cli
-from eval.attacks import ATTACKS, make_attack, run_attack
+from eval import cli, registry
+from eval.attacks import run_attack
 from eval.cli import choice_list, float_list
+from eval.protocol import l2_normalize
+from eval.registry import AttackSettings, Budget
+from src.args import NON_NEGATIVE_INT, POSITIVE_INT
 
 METHODS = ('gaussian', 'gmm', 'knn')
 DEFAULT_METHOD = 'gaussian'
 GMM_COVARIANCES = ('diag', 'full', 'tied', 'spherical')
 KNN_REDUCE = ('kth', 'mean')
 GMM_REG_RELATIVE = 1e-3  # reg_covar = this x mean per-dimension variance of the fit embeddings
-AA_NAMES = tuple(autoattack.SUITES) + autoattack.MEMBERS
-ATTACK_NAMES = tuple(ATTACKS) + tuple(n for n in AA_NAMES if n not in ATTACKS)
-AA_DEFAULTS = {'iterations': 100, 'queries': 5000, 'targets': 9}
+ATTACK_NAMES = registry.names('classifier')
 DEFAULT_EPS = {'mnist': 0.1, 'cifar10': 8.0}  # per data.datasets.kind, in its pixel range
 DEFAULT_STEPS = {'mnist': 40, 'cifar10': 20}
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) or np.ndim(value) == 0 else list(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSettings:
+    """EmbeddingDetector's settings (those of other methods are kept and ignored): normalise
+    (L2, all methods); gaussian: shrinkage (Ledoit-Wolf); gmm: components, gmm_covariance,
+    seed; knn: k, knn_reduce."""
+    normalise: bool = True
+    shrinkage: bool = True
+    components: int = 3
+    gmm_covariance: str = 'diag'
+    k: int = 10
+    knn_reduce: str = 'kth'
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.gmm_covariance not in GMM_COVARIANCES:
+            raise ValueError('gmm_covariance must be one of %s, got %r'
+                             % (', '.join(GMM_COVARIANCES), self.gmm_covariance))
+        if self.knn_reduce not in KNN_REDUCE:
+            raise ValueError('knn_reduce must be one of %s, got %r'
+                             % (', '.join(KNN_REDUCE), self.knn_reduce))
+        if (int(self.components) != self.components or self.components < 1
+                or int(self.k) != self.k or self.k < 1):
+            raise ValueError('components and k must be integers >= 1, got %r, %r'
+                             % (self.components, self.k))
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSettings:
+    """What detection_report runs: ``attacks`` (eval.registry's classifier names) at each
+    ``eps`` (in ``attack.pixel_range`` units) with ``attack``'s settings (steps, restarts, seed,
+    AutoAttack's budget; the step rules are the attacks' own), scored by the detectors
+    ``methods`` built with ``detector``; positives: the successful adversarials, or all of
+    them (``all_adversarials``); TPR reported at ``fpr``. A name or a number is taken for a
+    one-element tuple."""
+    attacks: tuple = ('pgd',)
+    eps: tuple = (0.1,)
+    methods: tuple = (DEFAULT_METHOD,)
+    attack: AttackSettings = AttackSettings(steps=40)
+    all_adversarials: bool = False
+    fpr: float = 0.05
+    batch_size: int = 256
+    progress: bool = True
+    detector: DetectorSettings = DetectorSettings()
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: normalise the fields once, here
+        set_(self, 'attacks', tuple(_as_list(self.attacks)))
+        set_(self, 'eps', tuple(float(e) for e in _as_list(self.eps)))
+        set_(self, 'methods', tuple(_as_list(self.methods)))
+        if not all(math.isfinite(e) and e > 0 for e in self.eps):
+            raise ValueError('eps must be finite and > 0, got %s' % list(self.eps))
+        if not 0 < self.fpr < 1:
+            raise ValueError('fpr must lie in (0, 1), got %r' % self.fpr)
+        for name in self.attacks:
+            if name not in ATTACK_NAMES:
+                raise ValueError('unknown attack %r: expected one of %s'
+                                 % (name, ', '.join(ATTACK_NAMES)))
+        for method in self.methods:
+            if method not in METHODS:
+                raise ValueError('unknown detection method %r: expected one of %s'
+                                 % (method, ', '.join(METHODS)))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def uses_autoattack(self):
+        """Whether an attack's budget is eval.registry.Budget (AutoAttack and its members)."""
+        return any(name in registry.AUTOATTACK for name in self.attacks)
 
 
 class EmbeddingDetector:
@@ -78,23 +162,17 @@ class EmbeddingDetector:
     ``fit(emb, labels)`` on clean training embeddings (N, D) and their true labels;
     ``score(emb, predicted)`` -> float64 (N,), higher = more likely adversarial."""
 
-    def __init__(self, method=DEFAULT_METHOD, normalise=True, shrinkage=True, components=3,
-                 gmm_covariance='diag', k=10, knn_reduce='kth', seed=0):
+    def __init__(self, method=DEFAULT_METHOD, settings=DetectorSettings(), **changes):
+        """``changes``: DetectorSettings fields replacing those of ``settings`` (normalise=False,
+        k=2, seed=1, ...)."""
         if method not in METHODS:
             raise ValueError('unknown detection method %r: expected one of %s'
                              % (method, ', '.join(METHODS)))
-        if gmm_covariance not in GMM_COVARIANCES:
-            raise ValueError('gmm_covariance must be one of %s, got %r'
-                             % (', '.join(GMM_COVARIANCES), gmm_covariance))
-        if knn_reduce not in KNN_REDUCE:
-            raise ValueError('knn_reduce must be one of %s, got %r'
-                             % (', '.join(KNN_REDUCE), knn_reduce))
-        if int(components) != components or components < 1 or int(k) != k or k < 1:
-            raise ValueError('components and k must be integers >= 1, got %r, %r'
-                             % (components, k))
-        self.method, self.normalise, self.shrinkage = method, bool(normalise), bool(shrinkage)
-        self.components, self.gmm_covariance = int(components), gmm_covariance
-        self.k, self.knn_reduce, self.seed = int(k), knn_reduce, seed
+        s = dataclasses.replace(settings, **changes)
+        self.method, self.settings = method, s
+        self.normalise, self.shrinkage = bool(s.normalise), bool(s.shrinkage)
+        self.components, self.gmm_covariance = int(s.components), s.gmm_covariance
+        self.k, self.knn_reduce, self.seed = int(s.k), s.knn_reduce, s.seed
         self.classes_ = None
 
     def params(self):
@@ -116,7 +194,7 @@ class EmbeddingDetector:
             raise ValueError('%s: %d rows hold NaN or infinity (first: row %d)'
                              % (what, bad.size, bad[0]))
         if self.normalise:
-            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            emb = l2_normalize(emb)
         return emb
 
     def fit(self, emb, labels):
@@ -200,113 +278,131 @@ def detection_metrics(clean_scores, adversarial_scores, fpr=0.05):
             'roc': {'fpr': plot_f.round(6).tolist(), 'tpr': plot_t.round(6).tolist()}}
 
 
-def build_attack(name, model, eps, pixel_range=(0.0, 1.0), steps=40, restarts=1, seed=0,
-                 aa_settings=None):
-    """``name`` from ATTACK_NAMES: eval.attacks' (steps of 2.5*eps/steps; mifgsm eps/steps),
-    or AutoAttack's suites and members (``aa_settings``: iterations, queries, targets)."""
-    if name in ATTACKS:
-        return make_attack(name, model, eps, steps=steps, restarts=restarts,
-                           pixel_range=pixel_range, seed=seed)
-    aa = dict(AA_DEFAULTS, **(aa_settings or {}))
-    if name in autoattack.SUITES:
-        return autoattack.AutoAttack(model, eps, autoattack.SUITES[name], pixel_range=pixel_range,
-                                     seed=seed, **aa)
-    if name in autoattack.MEMBERS:
-        return autoattack.make_member(name, model, eps, pixel_range=pixel_range, seed=seed, **aa)
-    raise ValueError('unknown attack %r: expected one of %s' % (name, ', '.join(ATTACK_NAMES)))
+Clean = collections.namedtuple('Clean', 'x y count scores')
+Clean.__doc__ = """The negatives: the test images classified correctly (x, y), how many test
+images there were (count), and each detector's scores of them ({method: (N,)})."""
 
 
-def _as_list(value):
-    return [value] if isinstance(value, str) or np.ndim(value) == 0 else list(value)
+def _embed(model, x, batch_size, what):
+    """Embeddings of ``x``; a ValueError when any is NaN or infinite (a detector is never fitted
+    on, or scores, such an embedding)."""
+    emb = model.predict(x, batch_size)
+    bad = np.flatnonzero(~np.isfinite(emb.reshape(len(emb), -1)).all(axis=1))
+    if bad.size:
+        raise ValueError('the embedding model gives NaN or infinity on %d of the %d %s (first: '
+                         'image %d): its weights are broken (a diverged run?)'
+                         % (bad.size, len(x), what, bad[0]))
+    return emb
 
 
-def detection_report(model_logits, model_embedding, fit_x, fit_y, x, y, attacks=('pgd',),
-                     eps=0.1, methods=(DEFAULT_METHOD,), pixel_range=(0.0, 1.0), steps=40,
-                     restarts=1, all_adversarials=False, fpr=0.05, batch_size=256, seed=0,
-                     progress=True, aa_settings=None, **detector_settings):
-    """Detection AUCs of one checkpoint, with no command line.
-
-    model_logits / model_embedding: eval.model.Network of the same checkpoint with
-    output='logits' / 'embedding'; fit_x, fit_y: clean training images and true labels the
-    detectors are fitted on; x, y: test images (the correctly classified ones are attacked);
-    attacks, eps, methods: names / budgets (in ``pixel_range`` units) / METHODS, a name or a
-    sequence each; detector_settings: EmbeddingDetector's (normalise, shrinkage, components,
-    gmm_covariance, k, knn_reduce). Returns {'rows': one per attack x eps x method with counts,
-    'auc', 'tpr_at_fpr', 'threshold', 'roc'; 'attacks': one per attack x eps with its params,
-    success rate and seconds; 'num_images', 'clean_correct', 'clean_accuracy', 'num_fit',
-    'settings', 'seconds'}."""
-    attacks, eps_list, methods = _as_list(attacks), [float(e) for e in _as_list(eps)], \
-        _as_list(methods)
-    if not all(math.isfinite(e) and e > 0 for e in eps_list):
-        raise ValueError('eps must be finite and > 0, got %s' % eps_list)
-    if not 0 < fpr < 1:
-        raise ValueError('fpr must lie in (0, 1), got %r' % fpr)
-    for name in attacks:
-        if name not in ATTACK_NAMES:
-            raise ValueError('unknown attack %r: expected one of %s'
-                             % (name, ', '.join(ATTACK_NAMES)))
-    detectors = {m: EmbeddingDetector(m, seed=seed, **detector_settings) for m in methods}
-    x, fit_x = np.asarray(x, np.float32), np.asarray(fit_x, np.float32)
-    y, fit_y = np.asarray(y).astype(np.int64), np.asarray(fit_y).astype(np.int64)
-    started = time.time()
-    fit_emb = model_embedding.predict(fit_x, batch_size)
+def _fit_detectors(model_embedding, fit_x, fit_y, settings):
+    """One EmbeddingDetector per method, fitted on the clean fit images' embeddings."""
+    detectors = {m: EmbeddingDetector(m, settings.detector) for m in settings.methods}
+    fit_emb = _embed(model_embedding, fit_x, settings.batch_size, 'fit images')
     for method, detector in detectors.items():
         t0 = time.time()
         detector.fit(fit_emb, fit_y)
         logging.info('fitted %s on %d clean training embeddings (%d-d) in %.1f s',
                      method, len(fit_emb), fit_emb.shape[1], time.time() - t0)
-    logits = model_logits.predict(x, batch_size)
+    return detectors
+
+
+def _clean_negatives(models, x, y, detectors, settings):
+    """The correctly classified test images and their detector scores (a Clean)."""
+    model_logits, model_embedding = models
+    logits = model_logits.predict(x, settings.batch_size)
     if logits.ndim != 2:
         raise ValueError('the logits model gives outputs of shape %s, expected (N, classes)'
                          % (logits.shape,))
     keep = np.flatnonzero(logits.argmax(axis=1) == y)
-    xc, yc = x[keep], y[keep]
     logging.info('%d/%d test images classified correctly: the clean negatives', len(keep), len(x))
-    clean_emb = model_embedding.predict(xc, batch_size) if len(keep) else None
-    clean_scores = {m: d.score(clean_emb, yc) if len(keep) else np.zeros(0)
-                    for m, d in detectors.items()}
-    rows, attack_records = [], []
-    for name in attacks:
-        for e in eps_list:
-            attack = build_attack(name, model_logits, e, pixel_range, steps, restarts, seed,
-                                  aa_settings)
-            t0 = time.time()
-            x_adv, success = (run_attack(attack, xc, yc, batch_size, progress,
-                                         '%s eps=%g' % (name, e)) if len(keep)
-                              else (xc, np.zeros(0, bool)))
-            seconds = time.time() - t0
-            chosen = np.ones(len(xc), bool) if all_adversarials else success
-            adv_pred = (model_logits.predict(x_adv[chosen], batch_size).argmax(axis=1)
-                        if chosen.any() else np.zeros(0, np.int64))
-            adv_emb = model_embedding.predict(x_adv[chosen], batch_size) if chosen.any() else None
-            rate = float(success.mean()) if len(xc) else None
-            attack_records.append({'attack': name, 'eps': e, 'attacked': int(len(xc)),
-                                   'successful': int(success.sum()), 'success_rate': rate,
-                                   'seconds': round(seconds, 2), 'params': attack.params()})
-            logging.info('%s eps=%g: %d/%d successful (%.1f s)', name, e, success.sum(),
-                         len(xc), seconds)
-            for method, detector in detectors.items():
-                adv_scores = detector.score(adv_emb, adv_pred) if chosen.any() else np.zeros(0)
-                metrics = detection_metrics(clean_scores[method], adv_scores, fpr)
-                if metrics['auc'] is None:
-                    logging.warning('%s eps=%g %s: no ROC (%d clean, %d adversarial images)',
-                                    name, e, method, len(xc), len(adv_scores))
-                rows.append(dict({'attack': name, 'eps': e, 'method': method,
-                                  'num_clean': int(len(xc)), 'num_adversarial': int(chosen.sum()),
-                                  'attacked': int(len(xc)), 'successful': int(success.sum()),
-                                  'success_rate': rate}, **metrics))
-    return {'rows': rows, 'attacks': attack_records, 'num_images': int(len(x)),
-            'clean_correct': int(len(keep)),
-            'clean_accuracy': float(len(keep) / len(x)) if len(x) else None,
-            'num_fit': int(len(fit_x)),
-            'settings': {'attacks': attacks, 'eps': eps_list, 'methods': methods,
-                         'detectors': {m: d.params() for m, d in detectors.items()},
-                         'positives': 'all adversarials' if all_adversarials
-                         else 'successful adversarials', 'fpr': fpr,
-                         'pixel_range': [float(p) for p in pixel_range], 'steps': steps,
-                         'restarts': restarts, 'seed': seed, 'batch_size': batch_size,
-                         'aa_settings': dict(AA_DEFAULTS, **(aa_settings or {}))
-                         if set(attacks) & set(AA_NAMES) - set(ATTACKS) else None},
+    xc, yc = x[keep], y[keep]
+    if not len(keep):
+        return Clean(xc, yc, len(x), {m: np.zeros(0) for m in detectors})
+    emb = _embed(model_embedding, xc, settings.batch_size, 'clean test images')
+    return Clean(xc, yc, len(x), {m: d.score(emb, yc) for m, d in detectors.items()})
+
+
+def _attack(model_logits, clean, name, eps, settings):
+    """Runs the attack ``name`` (eval.registry) at ``eps`` on the negatives: (x_adv, success,
+    its record for results['attacks'])."""
+    attack = registry.build(name, model_logits, eps, settings.attack)
+    t0 = time.time()
+    if len(clean.x):
+        x_adv, success = run_attack(attack, clean.x, clean.y, settings.batch_size,
+                                    settings.progress, '%s eps=%g' % (name, eps))
+    else:
+        x_adv, success = clean.x, np.zeros(0, bool)
+    seconds = time.time() - t0
+    logging.info('%s eps=%g: %d/%d successful (%.1f s)', name, eps, success.sum(),
+                 len(clean.x), seconds)
+    rate = float(success.mean()) if len(clean.x) else None
+    return x_adv, success, {'attack': name, 'eps': eps, 'attacked': int(len(clean.x)),
+                            'successful': int(success.sum()), 'success_rate': rate,
+                            'seconds': round(seconds, 2), 'params': attack.params()}
+
+
+def _attack_rows(models, clean, detectors, name, eps, settings):
+    """One attack at one eps: (a row per method, the attack's record)."""
+    model_logits, model_embedding = models
+    x_adv, success, record = _attack(model_logits, clean, name, eps, settings)
+    chosen = np.ones(len(clean.x), bool) if settings.all_adversarials else success
+    if chosen.any():
+        adv_pred = model_logits.predict(x_adv[chosen], settings.batch_size).argmax(axis=1)
+        adv_emb = _embed(model_embedding, x_adv[chosen], settings.batch_size, 'adversarials')
+    rows = []
+    for method, detector in detectors.items():
+        adv_scores = detector.score(adv_emb, adv_pred) if chosen.any() else np.zeros(0)
+        metrics = detection_metrics(clean.scores[method], adv_scores, settings.fpr)
+        if metrics['auc'] is None:
+            logging.warning('%s eps=%g %s: no ROC (%d clean, %d adversarial images)',
+                            name, eps, method, len(clean.x), len(adv_scores))
+        rows.append(dict({'attack': name, 'eps': eps, 'method': method,
+                          'num_clean': int(len(clean.x)), 'num_adversarial': int(chosen.sum()),
+                          'attacked': record['attacked'], 'successful': record['successful'],
+                          'success_rate': record['success_rate']}, **metrics))
+    return rows, record
+
+
+def _settings_record(settings, detectors):
+    """results['settings'] of detection_report (JSON-able)."""
+    s = settings
+    return {'attacks': list(s.attacks), 'eps': list(s.eps), 'methods': list(s.methods),
+            'detectors': {m: d.params() for m, d in detectors.items()},
+            'positives': 'all adversarials' if s.all_adversarials else 'successful adversarials',
+            'fpr': s.fpr, 'pixel_range': [float(p) for p in s.attack.pixel_range],
+            'steps': s.attack.steps, 'restarts': s.attack.restarts, 'seed': s.attack.seed,
+            'batch_size': s.batch_size,
+            'budget': s.attack.budget.as_dict() if s.uses_autoattack else None}
+
+
+def detection_report(model_logits, model_embedding, fit, test, settings=DetectionSettings()):
+    """Detection AUCs of one checkpoint, with no command line.
+
+    model_logits / model_embedding: eval.model.Network of the same checkpoint with
+    output='logits' / 'embedding'; fit: (images, true labels), clean training images the
+    detectors are fitted on; test: (images, labels), the correctly classified ones are the
+    negatives and are attacked; settings: a DetectionSettings. Returns {'rows': one per attack
+    x eps x method with counts, 'auc', 'tpr_at_fpr', 'threshold', 'roc'; 'attacks': one per
+    attack x eps with its params, success rate and seconds; 'num_images', 'clean_correct',
+    'clean_accuracy', 'num_fit', 'settings' (with 'budget', AutoAttack's, when one of its names
+    runs), 'seconds'}."""
+    fit_x, fit_y = np.asarray(fit[0], np.float32), np.asarray(fit[1]).astype(np.int64)
+    x, y = np.asarray(test[0], np.float32), np.asarray(test[1]).astype(np.int64)
+    models = (model_logits, model_embedding)
+    started = time.time()
+    detectors = _fit_detectors(model_embedding, fit_x, fit_y, settings)
+    clean = _clean_negatives(models, x, y, detectors, settings)
+    rows, records = [], []
+    for name in settings.attacks:
+        for eps in settings.eps:
+            attack_rows, record = _attack_rows(models, clean, detectors, name, eps, settings)
+            rows += attack_rows
+            records.append(record)
+    return {'rows': rows, 'attacks': records, 'num_images': int(len(x)),
+            'clean_correct': int(len(clean.x)),
+            'clean_accuracy': float(len(clean.x) / len(x)) if len(x) else None,
+            'num_fit': int(len(fit_x)), 'settings': _settings_record(settings, detectors),
             'seconds': round(time.time() - started, 1)}
 
 
@@ -374,19 +470,19 @@ def write_outputs(results, out_dir, title):
 
 
 def parse_args(argv=None):
+    from data.datasets import DATASETS, PIXEL_RANGE, kind
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    from data.datasets import DATASETS
-    parser.add_argument('--model', required=True,
-                        help='checkpoint "prefix,epoch" with logits (fc7_output) and an embedding')
+    cli.add_model_args(parser, 'checkpoint "prefix,epoch" with logits (fc7_output) and an '
+                       'embedding', batch_size=256)
     parser.add_argument('--dataset', default='auto', choices=DATASETS)
     parser.add_argument('--data-dir', default=None,
                         help='data folder (data.datasets.load_dataset; needed for cifar10)')
-    parser.add_argument('--num-fit', type=int, default=5000,
+    parser.add_argument('--num-fit', type=NON_NEGATIVE_INT, default=5000,
                         help='clean training images the detectors are fitted on, a seeded random '
                              'subset (0 = all; default 5000)')
-    parser.add_argument('--num-samples', type=int, default=1000,
+    parser.add_argument('--num-samples', type=NON_NEGATIVE_INT, default=1000,
                         help='use the first N test images (0 = all; default 1000)')
     parser.add_argument('--methods', type=choice_list(METHODS), default=[DEFAULT_METHOD],
                         help='comma-separated, from %s (default %s)'
@@ -396,15 +492,34 @@ def parse_args(argv=None):
     parser.add_argument('--eps', type=float_list, default=None,
                         help='comma-separated L-inf budgets in the data\'s pixel range (default '
                              '0.1 for MNIST-format [0,1], 8 for cifar10 [0,255])')
-    parser.add_argument('--steps', type=int, default=None,
+    parser.add_argument('--steps', type=POSITIVE_INT, default=None,
                         help='iterations of bim/pgd/mifgsm/cw, step 2.5*eps/steps (mifgsm: '
                              'eps/steps) (default 40 MNIST-format, 20 cifar10)')
-    parser.add_argument('--restarts', type=int, default=1, help='random restarts of pgd and cw')
+    parser.add_argument('--restarts', type=POSITIVE_INT, default=1,
+                        help='random restarts of pgd and cw')
     parser.add_argument('--all-adversarials', action='store_true',
                         help='positives: every adversarial, failed ones too (default: the '
                              'successful ones only)')
     parser.add_argument('--fpr', type=float, default=0.05,
                         help='false positive rate of the reported TPR (default 0.05)')
+    _add_detector_args(parser)
+    cli.add_autoattack_args(parser)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the fit subset, random starts and mixtures')
+    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bars')
+    parser.add_argument('--out-dir', default=None,
+                        help='write results.json, results.md and roc.png here')
+    args = parser.parse_args(argv)
+    if args.eps is not None:
+        if not all(e > 0 for e in args.eps):
+            parser.error('--eps: every budget must be > 0, got %s' % args.eps)
+        cli.check_eps(parser, args.eps, PIXEL_RANGE[kind(args.dataset)])
+    if not 0 < args.fpr < 1:
+        parser.error('--fpr must lie in (0, 1), got %g' % args.fpr)
+    return args
+
+
+def _add_detector_args(parser):
     det = parser.add_argument_group('detectors')
     det.add_argument('--no-normalise', action='store_true',
                      help='use raw embeddings (default: L2-normalised, the cosine geometry TLA '
@@ -412,56 +527,47 @@ def parse_args(argv=None):
     det.add_argument('--no-shrinkage', action='store_true',
                      help='gaussian: empirical covariance (pseudo-inverse) instead of '
                           'Ledoit-Wolf')
-    det.add_argument('--components', type=int, default=3,
+    det.add_argument('--components', type=POSITIVE_INT, default=3,
                      help='gmm: mixture components per class (default 3)')
     det.add_argument('--gmm-covariance', default='diag', choices=GMM_COVARIANCES,
                      help='gmm: covariance type (default diag)')
-    det.add_argument('--k', type=int, default=10, help='knn: neighbours (default 10)')
+    det.add_argument('--k', type=POSITIVE_INT, default=10, help='knn: neighbours (default 10)')
     det.add_argument('--knn-reduce', default='kth', choices=KNN_REDUCE,
                      help='knn: distance to the k-th neighbour or mean over the k (default kth)')
-    cli.add_autoattack_args(parser)
-    parser.add_argument('--batch-size', type=int, default=256)
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the fit subset, random starts and mixtures')
-    parser.add_argument('--gpu', type=int, default=-1, help='GPU id (-1: CPU)')
-    parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bars')
-    parser.add_argument('--out-dir', default=None,
-                        help='write results.json, results.md and roc.png here')
-    args = parser.parse_args(argv)
-    if args.eps is not None and not all(e > 0 for e in args.eps):
-        parser.error('--eps: every budget must be > 0, got %s' % args.eps)
-    if args.steps is not None and args.steps < 1:
-        parser.error('--steps must be >= 1, got %d' % args.steps)
-    if min(args.restarts, args.batch_size, args.components, args.k) < 1:
-        parser.error('--restarts, --batch-size, --components and --k must be >= 1')
-    if min(args.num_fit, args.num_samples) < 0:
-        parser.error('--num-fit and --num-samples must be >= 0')
-    if not 0 < args.fpr < 1:
-        parser.error('--fpr must lie in (0, 1), got %g' % args.fpr)
-    return args
 
 
-def main(argv=None):
-    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError) as err:  # bad data, checkpoint or detector settings
-        sys.stderr.write('error: %s\n' % err)
-        return 2
-
-
-def run(args):
-    """detect.py's work on parsed flags: fit, attack, score, report."""
-    import mxnet as mx
-    from data.datasets import PIXEL_RANGE, kind, load_dataset
-    from eval.model import Network
-    started = time.time()
-    ctx = mx.gpu(args.gpu) if args.gpu >= 0 else mx.cpu()
-    data = load_dataset(args.dataset, args.data_dir)
+def settings_of(args):
+    """The DetectionSettings of detect.py's flags (eps and steps by default per data kind)."""
+    from data.datasets import PIXEL_RANGE, kind
     data_kind = kind(args.dataset)
-    eps = args.eps or [DEFAULT_EPS[data_kind]]
-    steps = args.steps or DEFAULT_STEPS[data_kind]
+    attack = AttackSettings(steps=args.steps or DEFAULT_STEPS[data_kind], restarts=args.restarts,
+                            seed=args.seed, pixel_range=PIXEL_RANGE[data_kind],
+                            budget=Budget.from_args(args))
+    detector = DetectorSettings(
+        normalise=not args.no_normalise, shrinkage=not args.no_shrinkage,
+        components=args.components, gmm_covariance=args.gmm_covariance, k=args.k,
+        knn_reduce=args.knn_reduce, seed=args.seed)
+    return DetectionSettings(
+        attacks=tuple(args.attacks), eps=tuple(args.eps or [DEFAULT_EPS[data_kind]]),
+        methods=tuple(args.methods), attack=attack, all_adversarials=args.all_adversarials,
+        fpr=args.fpr, batch_size=args.batch_size, progress=not args.no_progress,
+        detector=detector)
+
+
+def load_models(spec, ctx, probe):
+    """(logits, embedding) eval.model.Network of ``spec``, each checked on ``probe`` (a few of
+    the data's images): a ValueError naming the checkpoint when it cannot take their shape or
+    gives NaN or infinity (before anything long runs)."""
+    logits = cli.load_model(spec, 'logits', ctx, probe)
+    out = logits.predict(probe[:1])
+    if out.ndim != 2:
+        raise ValueError('model %s: logits of shape %s, expected (N, classes)' % (spec, out.shape))
+    return logits, cli.load_model(spec, 'embedding', ctx, probe)
+
+
+def _fit_and_test(data, args):
+    """(fit images, labels): a seeded random subset of --num-fit training images; (test
+    images, labels): the first --num-samples."""
     n_train = len(data.train_x)
     fit_idx = np.arange(n_train)
     if 0 < args.num_fit < n_train:
@@ -470,30 +576,35 @@ def run(args):
     x, y = data.test_x, data.test_y
     if args.num_samples:
         x, y = x[:args.num_samples], y[:args.num_samples]
-    logits = Network.load(args.model, output='logits', ctx=ctx)
-    embedding = Network.load(args.model, output='embedding', ctx=ctx)
-    results = detection_report(
-        logits, embedding, data.train_x[fit_idx], data.train_y[fit_idx], x, y,
-        attacks=args.attacks, eps=eps, methods=args.methods, pixel_range=PIXEL_RANGE[data_kind],
-        steps=steps, restarts=args.restarts, all_adversarials=args.all_adversarials,
-        fpr=args.fpr, batch_size=args.batch_size, seed=args.seed,
-        progress=not args.no_progress,
-        aa_settings={'iterations': args.aa_iterations, 'queries': args.aa_queries,
-                     'targets': args.aa_targets},
-        normalise=not args.no_normalise, shrinkage=not args.no_shrinkage,
-        components=args.components, gmm_covariance=args.gmm_covariance, k=args.k,
-        knn_reduce=args.knn_reduce)
+    return (data.train_x[fit_idx], data.train_y[fit_idx]), (x, y)
+
+
+def run(args):
+    """detect.py's work on parsed flags: check the model, fit, attack, score, report; returns
+    the results dict."""
+    runtime.setup_logging(level=logging.INFO, format='%(asctime)s %(message)s')
+    from data.datasets import load_dataset
+    started = time.time()
+    settings = settings_of(args)
+    ctx = cli.parse_ctx(args.ctx, args.gpu)
+    data = load_dataset(args.dataset, args.data_dir)
+    fit, test = _fit_and_test(data, args)
+    model_logits, model_embedding = load_models(args.model, ctx, test[0][:8])
+    results = detection_report(model_logits, model_embedding, fit, test, settings)
     results['settings'].update(model=args.model, dataset=data.name, num_fit=args.num_fit,
                                num_samples=args.num_samples)
-    name = cli.model_name(args.model)
     title = 'Adversarial detection from the embedding of %s on %s (%d/%d test images correct)' % (
-        name, data.name, results['clean_correct'], results['num_images'])
+        cli.model_name(args.model), data.name, results['clean_correct'], results['num_images'])
     print(format_table(results))
     if args.out_dir:
         paths = write_outputs(results, args.out_dir, title)
         print('wrote %s' % ', '.join(paths.values()))
     logging.info('done in %.1f s', time.time() - started)
-    return 0
+    return results
+
+
+def main(argv=None):
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == '__main__':

@@ -18,8 +18,9 @@ import sys
 
 import numpy as np
 
-from eval.cli import print_rows
-from eval.verification import (add_model_args, evaluate_images, format_table, parse_ctx)
+from eval import cli
+from eval.embedding import evaluate_images
+from eval.verification import format_table
 
 
 def read_image(path, image_size):
@@ -90,39 +91,43 @@ def load_lfw(lfw_dir, pairs_path, image_size, ext='jpg'):
     return images, np.asarray(issame, dtype=bool), skipped
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='LFW verification accuracy from the aligned image folder and pairs.txt '
                     '(images must already be aligned face crops; no detection is done).')
-    add_model_args(parser, onnx=True)
+    cli.add_model_args(parser, 'checkpoint "prefix,epoch" or an exported .onnx file',
+                       batch_size=32, image_size=True)
     parser.set_defaults(image_size=(112, 112))
     parser.add_argument('--lfw-dir', required=True, help='folder of <Name>/<Name>_NNNN.<ext>')
     parser.add_argument('--pairs', default=None, help='pairs.txt (default: LFW_DIR/pairs.txt)')
     parser.add_argument('--ext', default='jpg', help='image file extension (default jpg)')
     parser.add_argument('--nfolds', type=int, default=10, help='cross-validation folds')
     parser.add_argument('--json', default=None, help='write the results here')
-    args = parser.parse_args(argv)
-    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    return parser.parse_args(argv)
 
+
+def run(args):
+    """The LFW row of --model (images read, resized to --image-size, embedded with flips)."""
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     from eval.onnx_model import is_onnx_path, load_network
     from src.checkpoint import parse_model_spec
     pairs_path = args.pairs or os.path.join(args.lfw_dir, 'pairs.txt')
-    try:
-        # an exported .onnx model has no epoch
-        prefix, epoch = (args.model, None) if is_onnx_path(args.model) else \
-            parse_model_spec(args.model)
-        images, issame, skipped = load_lfw(args.lfw_dir, pairs_path, args.image_size, args.ext)
-        ctx = parse_ctx(args.ctx, args.gpu)
-        net = load_network(args.model, output='embedding', ctx=ctx)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    # an exported .onnx model has no epoch
+    prefix, epoch = (args.model, None) if is_onnx_path(args.model) else \
+        parse_model_spec(args.model)
+    images, issame, skipped = load_lfw(args.lfw_dir, pairs_path, args.image_size, args.ext)
+    net = load_network(args.model, output='embedding', ctx=cli.parse_ctx(args.ctx, args.gpu))
     if skipped:
         logging.warning('skipped %d pairs with a missing image', skipped)
     result = evaluate_images(net, images, issame, args.batch_size, args.nfolds)
     row = dict(model=prefix, epoch=epoch, target='lfw', skipped_pairs=skipped, **result)
-    print_rows([row], args.json, format_table)
+    cli.print_rows([row], args.json, format_table)
     return row
 
 
+def main(argv=None):
+    return cli.main(parse_args, run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -4,7 +4,7 @@
 ``OnnxNetwork``, anything else ("prefix,epoch") an ``eval.model.Network``. Both take float32
 (N, C, H, W) batches in the network's pixel range (faces: RGB 0..255, the normalisation is inside
 the graph) and give embeddings or logits; ``predict`` batches NumPy arrays. ``OnnxNetwork``
-returns NumPy arrays (``eval.verification.as_embed_fn`` accepts both), and it has no gradients:
+returns NumPy arrays (``eval.embedding.as_embed_fn`` accepts both), and it has no gradients:
 the attacks need an MXNet ``Network``.
 
 Files written by ``deploy/export_onnx.py`` say in their metadata (``mter.output``) whether they

@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from eval.attacks import Objective, l2_normalise
+from eval.attacks import Objective
+from eval.protocol import l2_normalize
 from eval.report import METRICS, percent
 
 Check = collections.namedtuple('Check', 'name passed detail')
@@ -122,7 +123,7 @@ def check_gradients(model, x, y=None, threshold=1.0, min_nonzero=0.99, fd_tol=0.
         ref = main.reference(x, y)
     else:
         main = smooth = Objective(model, targeted=False, loss='cos', threshold=threshold)
-        ref = l2_normalise(np.roll(model.predict(x), 1, axis=0)) if y is None \
+        ref = l2_normalize(np.roll(model.predict(x), 1, axis=0), np.float32) if y is None \
             else main.reference(x, y)
     _, grad = main.value_and_grad(x, ref)
     flat = grad.reshape(len(x), -1)
@@ -186,3 +187,54 @@ def report_checks(checks, stream=None):
         print('\n%s\n!!! SANITY CHECK FAILED: %s\n!!! %s\n%s\n' % (bar, name, detail, bar),
               file=stream)
     return not failed
+
+
+def masking_counts(candidates, broken, suites, black_box=('square',)):
+    """Per eps, the candidate images (clean-correct / not hit clean) that a black-box attack
+    (alone, or as a suite's stage) broke although every white-box attack of the table failed on
+    them: the gradient-masking tell. ``broken``: {attack: [bool (n,) per eps]}, successes on
+    candidates; ``suites``: {attack: [(broken_by (n,), stage names) per eps]} (broken_by: -1
+    not attacked / clean success, k broken by stage k, len(stages) survived)."""
+    n_eps = len(next(iter(broken.values()))) if broken else 0
+    extra = []
+    for i in range(n_eps):
+        white = np.zeros(len(candidates), bool)
+        black = np.zeros(len(candidates), bool)
+        for name, rows in broken.items():
+            if name in suites:
+                by, names = suites[name][i]
+                box = [k for k, stage in enumerate(names) if stage in black_box]
+                black |= np.isin(by, box)
+                white |= (by >= 0) & (by < len(names)) & ~np.isin(by, box)
+            elif name in black_box:
+                black |= rows[i]
+            else:
+                white |= rows[i]
+        extra.append(int((candidates & black & ~white).sum()))
+    return extra
+
+
+Probe = collections.namedtuple('Probe', 'metric label attack value steps restarts large_eps '
+                                        'check_eps base')
+
+
+def run_probes(probe):
+    """The stronger-attack sanity probes of one model (and scenario): ``probe.value(eps,
+    steps=, restarts=)`` runs ``probe.attack`` and returns the metric. At ``large_eps`` the
+    attack must (almost) always win; at ``check_eps``, twice the steps (and, when ``restarts``
+    is not None, 2 more restarts) must change the table's figure ``base`` little."""
+    p = probe
+    checks = []
+    if p.large_eps:
+        checks.append(check_large_eps(p.metric, p.value(p.large_eps), p.large_eps,
+                                      '%s, %s' % (p.label, p.attack)))
+    more = p.value(p.check_eps, steps=2 * p.steps)
+    checks.append(check_stronger_changes_little(
+        p.metric, p.base, more, '2x steps [%s, %s eps=%g, %d -> %d steps]'
+        % (p.label, p.attack, p.check_eps, p.steps, 2 * p.steps)))
+    if p.restarts is not None:
+        more = p.value(p.check_eps, restarts=p.restarts + 2)
+        checks.append(check_stronger_changes_little(
+            p.metric, p.base, more, '+2 restarts [%s, %s eps=%g, %d -> %d restarts]'
+            % (p.label, p.attack, p.check_eps, p.restarts, p.restarts + 2)))
+    return checks

@@ -21,10 +21,11 @@ import sys
 
 import numpy as np
 
-from eval.cli import print_rows
+from eval import cli
+from eval.embedding import as_embed_fn, embed_pairs
 from eval.lfw import read_image
-from eval.verification import (add_model_args, as_embed_fn, combine_flip, embed_pairs,
-                               format_table, l2_normalize, parse_ctx, verification_metrics)
+from eval.protocol import combine_flip, l2_normalize, verification_metrics
+from eval.verification import format_table
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -102,11 +103,11 @@ def _default_path(data_dir, *names):
     return os.path.join(data_dir, names[-1])
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='YouTube Faces verification: per-video mean embedding over aligned frames, '
                     'the 10 splits of splits.txt as folds.')
-    add_model_args(parser)
+    cli.add_model_args(parser, 'checkpoint "prefix,epoch"', batch_size=32, image_size=True)
     parser.set_defaults(image_size=(112, 112))
     parser.add_argument('--data-dir', required=True, help='YTF folder')
     parser.add_argument('--image-dir', default=None,
@@ -119,27 +120,30 @@ def main(argv=None):
                         help='at most this many frames per video, evenly spaced (0: all)')
     parser.add_argument('--flip', action='store_true', help='add flipped-frame embeddings')
     parser.add_argument('--json', default=None, help='write the results here')
-    args = parser.parse_args(argv)
-    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    return parser.parse_args(argv)
 
+
+def run(args):
+    """The YTF row of --model."""
+    runtime.setup_logging(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     from eval.model import Network
     from src.checkpoint import parse_model_spec
     image_dir = args.image_dir or _default_path(args.data_dir, 'images', 'aligned_images_DB', '')
     splits = args.splits or _default_path(args.data_dir, 'splits_corrected.txt', 'splits.txt')
-    try:
-        prefix, epoch = parse_model_spec(args.model)
-        if not os.path.isfile(splits):
-            raise FileNotFoundError('no split file %s' % splits)
-        ctx = parse_ctx(args.ctx, args.gpu)
-        net = Network.load(args.model, output='embedding', ctx=ctx)
-        result = evaluate_ytf(net, image_dir, splits, args.image_size, args.batch_size,
-                              args.max_frames, args.flip)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    prefix, epoch = parse_model_spec(args.model)
+    if not os.path.isfile(splits):
+        raise FileNotFoundError('no split file %s' % splits)
+    net = Network.load(args.model, output='embedding', ctx=cli.parse_ctx(args.ctx, args.gpu))
+    result = evaluate_ytf(net, image_dir, splits, args.image_size, args.batch_size,
+                          args.max_frames, args.flip)
     row = dict(model=prefix, epoch=epoch, target='ytf', **result)
-    print_rows([row], args.json, format_table)
+    cli.print_rows([row], args.json, format_table)
     return row
 
 
+def main(argv=None):
+    return cli.main(parse_args, run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,24 +1,30 @@
 """The training-time attack engine, on its own set of contexts, with pluggable objectives.
 
 Per batch the main group's current weights are copied into the adversary executors (device to
-device); then up to R signed gradient steps move the images along the objective's gradient,
+device); then up to ``steps`` signed gradient steps of size ``step`` move the images along the
+objective's gradient,
 
     x' <- clip(x' + direction * step * sign(grad_x' loss(x')), lo, hi)
 
-where [lo, hi] is the pixel range intersected, when ``sigma > 0``, with the L-inf ball of
-radius sigma around the clean image. The first step is always taken; each further step only
-while the objective does not say it is done. The network is the training network built in
-adversary mode (batch-norm on moving statistics, no dropout), so each sample's gradient is
-independent of the others, and it is run with ``is_train=True`` because MXNet 1.9.1 + MKL-DNN
-computes wrong input gradients through max-pooling in inference mode.
+where [lo, hi] is the pixel range intersected with the L-inf ball of radius ``eps`` around the
+clean image. ``eps=None``: no ball, only the pixel range; ``eps=0``: no perturbation at all
+(the attack returns the images unchanged, random start included). The first step is always
+taken; each further step only while the objective does not say it is done. The network is the
+training network built in adversary mode (batch-norm on moving statistics, no dropout), so each
+sample's gradient is independent of the others, and it is run with ``is_train=True`` because
+MXNet 1.9.1 + MKL-DNN computes wrong input gradients through max-pooling in inference mode.
+
+The training scripts' flags map to eps/step/steps where the methods build their attack
+settings (``src.mter``: ad_mnist.py's --adv-sigma/--adv-step/--adv-round, ad_face.py's
+--adv-eps/--adv-sigma/--adv-round; ``src.tla``: --epsilon/--step-size/--num-steps).
 
 Objectives (the loss is per sample; its symbol sits on top of the embedding):
 - ``FeatureDistance`` (MTER's vulnerability exploitation): cosine distance to the targets'
   normalised embeddings, minimised, stopping once the largest is <= thd;
 - ``CrossEntropy`` (PGD, as Madry et al. and TLA train): the classifier's cross-entropy on the
-  true labels (optionally label-smoothed), maximised from a random start, all rounds run.
+  true labels (optionally label-smoothed), maximised from a random start, all steps run.
 
-Differences from the original MTER code, on purpose: the sigma ball is around the clean source
+Differences from the original MTER code, on purpose: the eps ball is around the clean source
 (the original projected around an alias of the current iterate, so only the pixel clip acted);
 the executors are bound once (the original rebuilt its module at every reset); targets are
 embedded once per batch, not in every round; no forward is run after the last step; weights
@@ -30,6 +36,8 @@ import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
+# rounds: the steps taken; first_mean: the objective's mean at the start (NaN when no step was
+# taken); last_max: its maximum before the last check (None when never checked)
 AttackStats = collections.namedtuple('AttackStats', 'rounds first_mean last_max')
 
 
@@ -91,24 +99,26 @@ def smoothed_cross_entropy(logits, label, num_classes, label_smoothing=0.0):
 class Adversary:
     """Executors of the adversary-mode network, one per adversary context, bound once."""
 
-    def __init__(self, emb, emb_size, objective, contexts, per_ctx, image_shape, step, rounds,
-                 sigma=0.0, pixel_range=(0.0, 1.0), random_start=False, rng=None,
+    def __init__(self, emb, emb_size, objective, contexts, per_ctx, image_shape, step, steps,
+                 eps=None, pixel_range=(0.0, 1.0), random_start=False, rng=None,
                  train_mode=False):
-        """``train_mode``: ``emb`` is the training-mode network (batch statistics); every
-        forward updates the moving statistics, which ``write_back`` hands to the main module
-        (Madry AT's PGD). Otherwise ``emb`` is the adversary-mode network."""
+        """``step``: the size of each signed step; ``steps``: how many at most (>= 1);
+        ``eps``: the L-inf radius around the clean images (None: no ball, only the pixel range;
+        0: no perturbation at all); all in the images' pixel units. ``random_start``: start
+        from a uniform point of the ball (needs one). ``train_mode``: ``emb`` is the
+        training-mode network (batch statistics); every forward updates the moving
+        statistics, which ``write_back`` hands to the main module (Madry AT's PGD). Otherwise
+        ``emb`` is the adversary-mode network."""
+        _check_settings(step, steps, eps, random_start)
         self.train_mode = bool(train_mode)
         self.contexts = list(contexts)
         self.per_ctx = per_ctx
         self.objective = objective
-        self.step, self.rounds, self.sigma = step, rounds, sigma
+        self.step, self.steps = step, steps
+        self.eps = None if eps is None else float(eps)
         self.pixel_range = pixel_range
         self.random_start = random_start
         self.rng = rng or np.random.RandomState()
-        if rounds < 1:
-            raise ValueError('the attack needs at least one round, got %d' % rounds)
-        if random_start and sigma <= 0:
-            raise ValueError('a random start needs an L-inf ball (sigma > 0)')
         nemb = mx.sym.L2Normalization(emb, mode='instance')
         sym = mx.sym.Group([mx.sym.BlockGrad(nemb), mx.sym.MakeLoss(objective.loss(emb, nemb))])
         self.input_shapes = objective.input_shapes(per_ctx, emb_size)
@@ -196,19 +206,21 @@ class Adversary:
             self._load(name, np.asarray(values, dtype=np.float32))
         images = images.asnumpy() if isinstance(images, mx.nd.NDArray) else images
         self._load('data', np.asarray(images, dtype=np.float32))
+        if self.eps == 0:  # a zero ball: nothing may move
+            return np.array(images, dtype=np.float32), AttackStats(0, float('nan'), None)
         lo_px, hi_px = self.pixel_range
         # per-pixel bounds only when there is a ball; otherwise a scalar clip to the pixel range
-        bounds = [(mx.nd.maximum(ex.arg_dict['data'] - self.sigma, lo_px),
-                   mx.nd.minimum(ex.arg_dict['data'] + self.sigma, hi_px))
-                  if self.sigma > 0 else None for ex in self.execs]
+        bounds = [(mx.nd.maximum(ex.arg_dict['data'] - self.eps, lo_px),
+                   mx.nd.minimum(ex.arg_dict['data'] + self.eps, hi_px))
+                  if self.eps is not None else None for ex in self.execs]
         if self.random_start:
             for ex, (lo, hi) in zip(self.execs, bounds):
-                noise = self.rng.uniform(-self.sigma, self.sigma, ex.arg_dict['data'].shape)
+                noise = self.rng.uniform(-self.eps, self.eps, ex.arg_dict['data'].shape)
                 x = ex.arg_dict['data'] + mx.nd.array(noise, ctx=ex.arg_dict['data'].context)
                 mx.nd.minimum(mx.nd.maximum(x, lo), hi).copyto(ex.arg_dict['data'])
         step = self.objective.direction * self.step
         taken, first_mean, last_max = 0, None, None
-        for r in range(self.rounds):
+        for r in range(self.steps):
             for ex in self.execs:
                 ex.forward(is_train=True)
             if r == 0:
@@ -230,3 +242,14 @@ class Adversary:
         adv = mx.nd.concat(*[ex.arg_dict['data'].as_in_context(mx.cpu()) for ex in self.execs],
                            dim=0)
         return adv.asnumpy(), AttackStats(taken, first_mean, last_max)
+
+
+def _check_settings(step, steps, eps, random_start):
+    if steps < 1:
+        raise ValueError('the attack needs at least one step, got %d' % steps)
+    if not step > 0:
+        raise ValueError('the attack step must be > 0, got %r' % (step,))
+    if eps is not None and not eps >= 0:
+        raise ValueError('the L-inf radius eps must be >= 0 (or None: no ball), got %r' % (eps,))
+    if random_start and eps is None:
+        raise ValueError('a random start needs an L-inf ball (eps > 0), got none (eps None)')

@@ -302,6 +302,43 @@ def add_tla_args(parser):
     return g
 
 
+def check_attack_units(args, kind, pixel_range, dataset=None):
+    """Checks --epsilon and --step-size (after ``apply_tla_preset``) against the pixel range
+    (low, high) of the data (``data.datasets.PIXEL_RANGE[kind]``). Raises ValueError for a value
+    larger than the whole range (CIFAR-10's 0-255 units given for data in [0, 1]); returns the
+    warnings to log: a step larger than the ball (every step overshoots and is clipped back),
+    an eps below one grey level on 0-255 data (a value in [0, 1] units?), eps 0 (no
+    perturbation: PGD leaves the images as they are)."""
+    low, high = (float(v) for v in pixel_range)
+    span = high - low
+    label = '%s data (%spixels in [%g, %g])' % (
+        'CIFAR-10' if kind == 'cifar10' else 'MNIST-format',
+        '--dataset %s, ' % dataset if dataset else '', low, high)
+    preset = TLA_PRESETS[kind]
+    for flag, value in (('--epsilon', args.epsilon), ('--step-size', args.step_size)):
+        if value > span:
+            raise ValueError(
+                '%s %g is larger than the whole pixel range of %s: the attack\'s flags are in '
+                'the data\'s own pixel units (0-255 only for CIFAR-10); for this data TLA uses '
+                '--epsilon %g --step-size %g' % (flag, value, label, preset['epsilon'],
+                                                 preset['step_size']))
+    warnings = []
+    if args.epsilon == 0:
+        warnings.append('--epsilon 0: PGD makes no perturbation (a ball of radius 0): the '
+                        'adversarial images are the clean ones and %d attack steps are skipped, '
+                        'so this trains on clean data' % args.num_steps)
+    elif args.step_size > args.epsilon:
+        warnings.append('--step-size %g is larger than the --epsilon %g ball: every PGD step '
+                        'overshoots and is clipped back to the ball\'s edge (a step below eps, '
+                        'e.g. 2.5 * eps / --num-steps = %g, explores the ball)'
+                        % (args.step_size, args.epsilon, 2.5 * args.epsilon / args.num_steps))
+    if span >= 255 and 0 < args.epsilon < 1:
+        warnings.append('--epsilon %g on %s is less than one grey level: a value in [0, 1] '
+                        'units? (TLA\'s CIFAR-10 setting is --epsilon 8 --step-size 2)'
+                        % (args.epsilon, label))
+    return warnings
+
+
 def apply_tla_preset(args, kind):
     """Fills every TLA flag left at None with the preset of ``kind`` ('mnist' or 'cifar10') and
     method (TLA_PRESETS, AT_PRESETS); ``--method at`` means lambda 0."""

@@ -6,7 +6,10 @@ A checkpoint on disk is always a good one:
 - ``CheckpointWriter`` (the training runs') never replaces another run's checkpoint: a run whose
   prefix already holds checkpoints of the same network continues their numbering (and keeps the
   earlier run's latest ``-0000`` as a numbered one before replacing it); a different network at
-  that prefix is refused unless ``--overwrite`` says otherwise.
+  that prefix is refused unless ``--overwrite`` says otherwise;
+- a training run's symbol records the image shape it was trained on (``IMAGE_SHAPE_ATTR``, an
+  attribute of its ``data`` variable, which MXNet ignores), so that tools like the ONNX
+  exporter can refuse an input the network was not trained on.
 """
 import filecmp
 import json
@@ -20,8 +23,10 @@ import mxnet as mx
 import numpy as np
 
 from runtime.atomic import atomic_write, remove_stale_temporaries
+from .errors import one_line
 
 CLASSIFIER_PREFIXES = ('fc7',)  # the classification head: re-initialised when fine-tuning
+IMAGE_SHAPE_ATTR = 'mter_image_shape'  # on the data variable: 'C,H,W' of the training images
 
 
 class NonFiniteError(FloatingPointError):
@@ -64,6 +69,33 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     return path
 
 
+def tag_image_shape(symbol, image_shape):
+    """``symbol`` with its ``data`` variable recording ``image_shape`` (C, H, W) as the
+    attribute IMAGE_SHAPE_ATTR (unchanged when it has no ``data`` variable)."""
+    doc = json.loads(symbol.tojson())
+    value = ','.join(str(int(d)) for d in image_shape)
+    found = False
+    for node in doc['nodes']:
+        if node['op'] == 'null' and node['name'] == 'data':
+            node.setdefault('attrs', {})[IMAGE_SHAPE_ATTR] = value
+            found = True
+    return mx.sym.load_json(json.dumps(doc)) if found else symbol
+
+
+def recorded_image_shape(symbol):
+    """The (C, H, W) a training run recorded in ``symbol`` (``tag_image_shape``), or None
+    (checkpoints from before the record, or made elsewhere)."""
+    for node in json.loads(symbol.tojson())['nodes']:
+        if node['op'] == 'null' and node['name'] == 'data':
+            value = (node.get('attrs') or {}).get(IMAGE_SHAPE_ATTR)
+            try:
+                shape = tuple(int(d) for d in str(value).split(','))
+            except ValueError:
+                return None
+            return shape if len(shape) == 3 and min(shape) > 0 else None
+    return None
+
+
 def parse_model_spec(spec):
     """'prefix,epoch' -> (prefix, epoch), with an error that says what was expected."""
     prefix, sep, epoch = spec.rpartition(',')
@@ -76,12 +108,15 @@ def load_params(prefix, epoch):
     """(arg_params, aux_params) of prefix-%04d.params, with a clear error on a bad file."""
     path = params_path(prefix, epoch)
     if not os.path.isfile(path):
-        raise FileNotFoundError('no parameter file %s (model "%s,%d")' % (path, prefix, epoch))
+        there = saved_epochs(prefix)
+        raise FileNotFoundError('no parameter file %s (model "%s,%d"); %s' % (
+            path, prefix, epoch, 'the prefix holds epochs %s' % ', '.join(map(str, there))
+            if there else 'no epoch of that prefix is there'))
     try:
         saved = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise ValueError('%s is not a readable MXNet parameter file: %s'
-                         % (path, str(err).splitlines()[0])) from None
+    except mx.base.MXNetError as err:  # its message starts with a C++ trace: show the reason
+        raise ValueError('%s is not a readable MXNet parameter file (truncated or another '
+                         'format?): %s' % (path, one_line(err))) from None
     if not isinstance(saved, dict):
         raise ValueError('%s holds an unnamed list of arrays, not arg:NAME/aux:NAME parameters'
                          % path)
@@ -115,7 +150,11 @@ def load_checkpoint(prefix, epoch):
     path = symbol_path(prefix)
     if not os.path.isfile(path):
         raise FileNotFoundError('no symbol file %s (model "%s,%d")' % (path, prefix, epoch))
-    symbol = mx.sym.load(path)
+    try:
+        symbol = mx.sym.load(path)
+    except mx.base.MXNetError as err:
+        raise ValueError('%s is not a readable MXNet symbol file: %s'
+                         % (path, one_line(err))) from None
     arg, aux = load_params(prefix, epoch)
     return symbol, arg, aux
 
@@ -212,7 +251,8 @@ def _graph(symbol_json):
     depend on how many symbols the process built before) or the MXNet version tag."""
     graph = json.loads(symbol_json)
     nodes = [(n['op'], n['name'] if n['op'] == 'null' else None,
-              sorted(n.get('attrs', {}).items()), n['inputs']) for n in graph['nodes']]
+              sorted((k, v) for k, v in n.get('attrs', {}).items() if k != IMAGE_SHAPE_ATTR),
+              n['inputs']) for n in graph['nodes']]
     return [nodes, graph.get('arg_nodes'), graph.get('heads')]
 
 
@@ -225,9 +265,12 @@ class CheckpointWriter:
     run's numbers continue after the highest one there and the earlier latest ``-0000`` is kept
     as the next number before this run replaces it, or (another network) the run is refused.
     ``overwrite`` (``--overwrite``) restores the original's behaviour: numbering from 1,
-    replacing what is there."""
+    replacing what is there. ``image_shape``: (C, H, W) of the training images, recorded in
+    the saved symbol (``tag_image_shape``; not part of what makes two networks the same)."""
 
-    def __init__(self, prefix, symbol, overwrite=False):
+    def __init__(self, prefix, symbol, overwrite=False, image_shape=None):
+        if image_shape is not None:
+            symbol = tag_image_shape(symbol, image_shape)
         self.prefix, self.symbol = prefix, symbol
         self.last_saved = None  # (path, step) of this run's last write
         folder = os.path.dirname(os.path.abspath(prefix))

@@ -17,7 +17,7 @@ import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import numpy as np
 
-from symbols import get_embedding, is_face_network
+from symbols import check_network_input, get_embedding, is_face_network
 from symbols.graph import constant_inputs
 from symbols.heads import inference_symbol
 from .adversary import Adversary
@@ -120,6 +120,7 @@ class Trainer:
             tag_logs(self.rank, self.num_workers)
             logging.info('%s: worker %d of %d; each worker trains on its own shard, only rank 0 '
                          'evaluates and saves', args.kvstore, self.rank, self.num_workers)
+        check_network_input(args.network, image_shape)  # before anything is built
         self.main_ctx, self.adv_ctx = make_contexts(args.ctx_num, args.ctx_adv_num, args.device)
         self.plan = method.plan()
         self.batch_size = method.parts * self.plan.sources
@@ -141,7 +142,8 @@ class Trainer:
         self.module = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                                     context=self.main_ctx, fixed_param_names=fixed)
         # checked before anything is bound or trained: the prefix, then the pretrained model
-        self.writer = CheckpointWriter(args.prefix, self.deploy_symbol, args.overwrite) \
+        self.writer = CheckpointWriter(args.prefix, self.deploy_symbol, args.overwrite,
+                                       image_shape=image_shape) \
             if args.ckpt > 0 and self.rank == 0 else None
         arg_params = aux_params = None
         if args.pretrained:

@@ -59,19 +59,28 @@ def train_symbol(emb, emb_size, num_classes, s, args, normalized_softmax=False):
                          mx.sym.MakeLoss(triplet, name='triplet_loss')])
 
 
+def attack_units(args, faces=False):
+    """(step, eps) of the attack from the scripts' original flags, in the engine's vocabulary
+    (``src.adversary``; eps None: no ball, only the pixel range). ad_mnist.py: --adv-step is
+    the step and --adv-sigma the L-inf radius around the source, 0 meaning no ball; ad_face.py
+    (the original face meaning): --adv-sigma is the step in 0..255 pixel units and --adv-eps
+    the radius, 0 meaning none."""
+    if faces:
+        return args.adv_sigma, (args.adv_eps or None)
+    return args.adv_step, (args.adv_sigma or None)
+
+
 class Mter:
     """The MTER method for the shared Trainer: the batch plan, the attack objective (feature
     distance toward the targets) and the main batch [src | tar | adv] per context.
 
-    ``step``/``sigma``: the attack step and the L-inf radius around the source (0: none) in the
-    data's pixel units (ad_mnist.py: --adv-step and --adv-sigma; ad_face.py: --adv-sigma and
-    --adv-eps)."""
+    ``faces``: the flags mean what ad_face.py's do, else ad_mnist.py's (``attack_units``)."""
     parts = 3
     unit = 'sources'
     metric_names = ('AP', 'AN')
 
-    def __init__(self, args, step, sigma):
-        self.args, self.step, self.sigma = args, step, sigma
+    def __init__(self, args, faces=False):
+        self.args, self.faces = args, bool(faces)
 
     def plan(self):
         a = self.args
@@ -86,8 +95,9 @@ class Mter:
             logging.info('--adv-round 0: no attack, the adversarial third repeats the sources '
                          '(vanilla training when --weightadv 0)')
             return None
-        return dict(objective=FeatureDistance(self.args.adv_thd), step=self.step,
-                    rounds=self.args.adv_round, sigma=self.sigma)
+        step, eps = attack_units(self.args, self.faces)
+        return dict(objective=FeatureDistance(self.args.adv_thd), step=step,
+                    steps=self.args.adv_round, eps=eps)
 
     def batch(self, adversary, sample, ctx_num):
         """(data, label, AttackStats) of one training batch from the sampler's sample."""

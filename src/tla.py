@@ -164,7 +164,7 @@ class Tla:
         # updated by every PGD step: train_at_madry.py); TLA in inference mode (its
         # train_update_fast_triplet.py feeds is_training False to the attack)
         return dict(objective=CrossEntropy(logits, num_classes, a.label_smoothing),
-                    step=a.step_size, rounds=a.num_steps, sigma=a.epsilon,
+                    step=a.step_size, steps=a.num_steps, eps=a.epsilon,
                     random_start=bool(a.random_start), rng=self.rng,
                     train_mode=self.parts == 1)
 

@@ -7,8 +7,9 @@ original code (MNIST nets) and InsightFace (fresnet) so their checkpoints load.
 """
 from .common import EMBEDDING_NAME, find_embedding
 
-__all__ = ["CIFAR10_NETWORKS", "EMBEDDING_NAME", "FACE_NETWORKS", "MNIST_NETWORKS",
-           "find_embedding", "get_embedding", "is_face_network"]
+__all__ = ["CIFAR10_NETWORKS", "EMBEDDING_NAME", "FACE_NETWORKS", "FIXED_INPUTS",
+           "MNIST_NETWORKS", "check_network_input", "find_embedding", "get_embedding",
+           "is_face_network"]
 
 
 def is_face_network(network):
@@ -18,6 +19,22 @@ def is_face_network(network):
 MNIST_NETWORKS = ('o10', 'o18', 'o34', 'o50', 's5', 's8', 'l', 'l5', 'tla')
 CIFAR10_NETWORKS = ('wrn',)
 FACE_NETWORKS = ('rNN', 'y1', 'checkpoint')
+# networks whose graph is built for one input only: (C, H, W), what it is
+FIXED_INPUTS = {'wrn': ((3, 32, 32), "Madry's CIFAR-10 wide ResNet: RGB 3x32x32 in [0, 255] "
+                                     "(its per-image standardisation counts 3x32x32 values); "
+                                     "train it with --dataset cifar10")}
+
+
+def check_network_input(network, image_shape):
+    """Raises ValueError, before anything is built, when ``network`` takes one input only
+    (``FIXED_INPUTS``) and ``image_shape`` (C, H, W) is not it."""
+    if network not in FIXED_INPUTS:
+        return
+    need, what = FIXED_INPUTS[network]
+    if tuple(int(d) for d in image_shape) != need:
+        raise ValueError('--network %s takes %sx%sx%s images, not the %s images of this data: '
+                         '%s' % (network, need[0], need[1], need[2],
+                                 'x'.join(str(int(d)) for d in image_shape), what))
 
 
 def get_embedding(network, adversary=False, emb_size=512, bn_mom=0.9, workspace=256,

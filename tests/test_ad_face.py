@@ -116,5 +116,5 @@ def test_pretrained_loads_everything_but_fc7(tmp_path, face_dir):
 
 
 def test_missing_data_dir_is_a_clear_error():
-    with pytest.raises(SystemExit, match='--data-dir is required'):
+    with pytest.raises(ValueError, match='--data-dir is required'):
         ad_face.main(['--network', 'r18'])

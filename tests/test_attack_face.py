@@ -13,7 +13,7 @@ from eval import report
 from eval.cal_threshold import calibrate, load_threshold
 from eval.cal_threshold import main as cal_threshold_main
 from eval.model import Network
-from eval.verification import load_target
+from eval.bin_sets import load_target
 from src.checkpoint import save_checkpoint
 from symbols import get_embedding
 from symbols.heads import inference_symbol
@@ -49,12 +49,19 @@ def threshold_json(face):
     return path
 
 
-def scenario_data(face, mode, num_pairs):
+def scenario_data(face, mode, num_pairs, threshold=1.0):
+    sc = AF.scenario(face['net'], face['images'], face['issame'], threshold, mode, num_pairs)
     pairs = AF.select_pairs(face['issame'], mode, num_pairs)
-    first = face['images'][2 * pairs]
-    ref = AF.embed(face['net'], face['images'][2 * pairs + 1])
-    clean = AF.distances(AF.embed(face['net'], first), ref)
-    return pairs, first, ref, clean
+    np.testing.assert_array_equal(sc.pairs, pairs)
+    np.testing.assert_array_equal(sc.first, face['images'][2 * pairs])
+    np.testing.assert_allclose(sc.ref, AF.embed(face['net'], face['images'][2 * pairs + 1]))
+    np.testing.assert_allclose(sc.clean_dist, AF.distances(AF.embed(face['net'], sc.first),
+                                                           sc.ref))
+    return sc
+
+
+def steps(n, **more):
+    return AF.HitRateSettings.attack.replace(steps=n, **more)
 
 
 def test_pairs_of_each_scenario(face):
@@ -65,21 +72,20 @@ def test_pairs_of_each_scenario(face):
     assert np.all(np.diff(imp) > 0) and imp[0] == np.flatnonzero(~issame)[0]
     assert len(dod) == issame.sum() and issame[dod].all()
     # the clean distances separate the scenarios' pairs on average (the model is usable)
-    assert scenario_data(face, 'dodging', 0)[3].mean() < scenario_data(
-        face, 'impersonation', 0)[3].mean()
+    assert scenario_data(face, 'dodging', 0).clean_dist.mean() < scenario_data(
+        face, 'impersonation', 0).clean_dist.mean()
 
 
 def test_impersonation_respects_eps_and_moves_toward_target(face, threshold_json):
     threshold = load_threshold(threshold_json)
-    _, first, ref, clean = scenario_data(face, 'impersonation', 6)
-    x = AF.to_nchw(first).astype(np.float64)
+    sc = scenario_data(face, 'impersonation', 6, threshold)
+    ref, clean = sc.ref, sc.clean_dist
+    x = AF.to_nchw(sc.first).astype(np.float64)
     mean_dist = {}
     for eps in (2.0, 16.0):
         for name in ('fftgsm', 'iftgsm'):
-            attack = AF.build_attack(name, face['net'], eps, threshold, 'impersonation',
-                                     steps=3)
-            out = AF.attack_pairs(attack, face['net'], first, ref, threshold, 'impersonation',
-                                  batch_size=4, progress=False, keep_images=True)
+            attack = AF.make_attack(name, face['net'], eps, sc, steps(3))
+            out = AF.attack_pairs(attack, face['net'], sc, batch_size=4, keep_images=True)
             x_adv = out['x_adv']
             assert x_adv.shape == x.shape
             assert np.max(np.abs(x_adv - x)) <= eps
@@ -95,8 +101,10 @@ def test_impersonation_respects_eps_and_moves_toward_target(face, threshold_json
     assert mean_dist['iftgsm', 16.0] < mean_dist['iftgsm', 2.0]
 
     results = AF.evaluate_hit_rate(face['net'], face['images'], face['issame'], threshold,
-                                   ['fftgsm', 'iftgsm'], [1, 16], 'impersonation',
-                                   num_pairs=6, steps=3, sanity_checks=False, progress=False)
+                                   AF.HitRateSettings(
+                                       attacks=('fftgsm', 'iftgsm'), eps=(1, 16), num_pairs=6,
+                                       attack=steps(3), progress=False,
+                                       sanity=AF.SanitySettings(enabled=False)))
     assert results['metric'] == 'hit_rate' and results['eps'] == [1.0, 16.0]
     clean_rate = np.mean(clean < threshold)
     by_attack = {c['attack']: c for c in results['curves']}
@@ -115,11 +123,11 @@ def test_impersonation_respects_eps_and_moves_toward_target(face, threshold_json
 
 def test_dodging_moves_away_from_partner(face, threshold_json):
     threshold = load_threshold(threshold_json)
-    _, first, ref, clean = scenario_data(face, 'dodging', 6)
-    attack = AF.build_attack('iftgsm', face['net'], 8.0, threshold, 'dodging', steps=3)
+    sc = scenario_data(face, 'dodging', 6, threshold)
+    clean = sc.clean_dist
+    attack = AF.make_attack('iftgsm', face['net'], 8.0, sc, steps(3))
     assert attack.targeted is False
-    out = AF.attack_pairs(attack, face['net'], first, ref, threshold, 'dodging', batch_size=8,
-                          progress=False)
+    out = AF.attack_pairs(attack, face['net'], sc, batch_size=8)
     assert out['dist'].mean() > clean.mean()
     assert np.mean(out['dist'] > clean) > 0.8
     np.testing.assert_array_equal(out['hit'], out['dist'] >= threshold)
@@ -127,11 +135,12 @@ def test_dodging_moves_away_from_partner(face, threshold_json):
 
 def test_min_eps_search_finds_the_smallest_hitting_eps(face, threshold_json):
     threshold = load_threshold(threshold_json)
-    _, first, ref, clean = scenario_data(face, 'impersonation', 4)
+    sc = scenario_data(face, 'impersonation', 4, threshold)
+    clean = sc.clean_dist
     max_eps, iterations = 16.0, 3
-    values = AF.min_eps_search(face['net'], first, ref, threshold, 'impersonation', 'iftgsm',
-                               max_eps, iterations, clean_dist=clean, batch_size=4,
-                               progress=False, steps=3)
+    values = AF.min_eps_search(face['net'], sc, AF.MinEpsSettings(True, 'iftgsm', max_eps,
+                                                                  iterations),
+                               steps(3), batch_size=4, progress=False)
     resolution = max_eps / 2 ** iterations
     assert np.all(values[clean < threshold] == 0)
     found = np.isfinite(values) & (values > 0)
@@ -143,10 +152,8 @@ def test_min_eps_search_finds_the_smallest_hitting_eps(face, threshold_json):
         for eps, expected in ((values[i], True), (values[i] - resolution, False)):
             if eps <= 0:
                 continue
-            attack = AF.build_attack('iftgsm', face['net'], eps, threshold, 'impersonation',
-                                     steps=3)
-            hit = AF.attack_pairs(attack, face['net'], first[i:i + 1], ref[i:i + 1], threshold,
-                                  'impersonation', progress=False)['hit'][0]
+            attack = AF.make_attack('iftgsm', face['net'], eps, sc, steps(3))
+            hit = AF.attack_pairs(attack, face['net'], sc.subset([i]))['hit'][0]
             assert hit == expected, (i, eps)
     summary = AF.summarize_min_eps(values, max_eps, iterations, grid=[2.0, 8.0])
     assert summary['resolution'] == resolution
@@ -159,11 +166,11 @@ def test_min_eps_search_finds_the_smallest_hitting_eps(face, threshold_json):
 
 def test_cli_writes_consistent_report(face, threshold_json, tmp_path):
     out = tmp_path / 'out'
-    results = AF.main(['--model', face['spec'], '--data-dir', face['data_dir'], '--target',
+    results = AF.run(AF.parse_args(['--model', face['spec'], '--data-dir', face['data_dir'], '--target',
                        'lfw', '--threshold-json', threshold_json, '--mode', 'both',
                        '--attacks', 'fftgsm,iftgsm', '--eps', '2,8', '--steps', '2',
                        '--num-pairs', '4', '--batch-size', '8', '--min-eps',
-                       '--min-eps-steps', '2', '--no-progress', '--out-dir', str(out)])
+                       '--min-eps-steps', '2', '--no-progress', '--out-dir', str(out)]))
     saved = json.loads((out / 'results.json').read_text())
     assert saved['threshold'] == load_threshold(threshold_json) == results['threshold']
     assert saved['settings']['threshold_info']['source'] == threshold_json
@@ -193,7 +200,7 @@ def test_cli_writes_consistent_report(face, threshold_json, tmp_path):
 
 
 def test_threshold_calibrated_on_the_fly_matches_cal_threshold(face, capsys):
-    parser, args = AF.parse_args(['--model', face['spec'], '--data-dir', face['data_dir']])
+    args = AF.parse_args(['--model', face['spec'], '--data-dir', face['data_dir']])
     threshold, info = AF.resolve_threshold(args, face['net'], face['images'], face['issame'])
     record = calibrate(face['net'], face['images'], face['issame'], 16, far_target=1e-3)
     assert threshold == pytest.approx(record['threshold'], abs=1e-6)
@@ -201,17 +208,51 @@ def test_threshold_calibrated_on_the_fly_matches_cal_threshold(face, capsys):
 
 
 def test_bad_inputs_are_clear_errors(face, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        AF.main(['--model', face['spec'], '--data-dir', str(tmp_path), '--threshold', '1'])
-    assert exc.value.code == 2 and 'lfw.bin' in capsys.readouterr().err
+    assert AF.main(['--model', face['spec'], '--data-dir', str(tmp_path), '--threshold',
+                    '1']) == 2
+    err = capsys.readouterr().err
+    assert 'lfw.bin' in err and 'Traceback' not in err
     bad = tmp_path / 'thr.json'
     bad.write_text('{"far": 0.001}')
-    with pytest.raises(SystemExit) as exc:
-        AF.main(['--model', face['spec'], '--data-dir', face['data_dir'], '--threshold-json',
-                 str(bad)])
-    assert exc.value.code == 2 and 'thr.json' in capsys.readouterr().err
+    assert AF.main(['--model', face['spec'], '--data-dir', face['data_dir'],
+                    '--threshold-json', str(bad)]) == 2
+    assert 'thr.json' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         AF.parse_args(['--model', face['spec'], '--data-dir', '.', '--attacks', 'pgd'])
     with pytest.raises(ValueError, match='no dodging pairs'):
         AF.evaluate_hit_rate(face['net'], face['images'][:4], np.zeros(2, bool), 1.0,
-                             mode='dodging', progress=False)
+                             AF.HitRateSettings(mode='dodging', progress=False))
+
+
+def test_a_one_channel_model_on_rgb_pairs_names_the_channels(face, tmp_path, capsys):
+    """issue 18.13: the mismatch is named (not advice to resize, repeated when followed)."""
+    from symbols.common import name_embedding
+    x = mx.sym.Convolution(mx.sym.var('data'), num_filter=4, kernel=(3, 3), pad=(1, 1),
+                           name='conv0')
+    sym = name_embedding(mx.sym.FullyConnected(x, num_hidden=8, name='pre_fc1'))
+    shapes, _, _ = sym.infer_shape(data=(1, 1) + SIZE)
+    rng = np.random.default_rng(0)
+    arg = {n: mx.nd.array(rng.normal(0, 0.1, s)) for n, s in zip(sym.list_arguments(), shapes)
+           if n != 'data'}
+    save_checkpoint(str(tmp_path / 'gray'), 1, sym, arg, {})
+    for extra in ([], ['--image-size', '%d,%d' % SIZE]):
+        code = AF.main(['--model', str(tmp_path / 'gray') + ',1', '--data-dir',
+                        face['data_dir'], '--threshold', '1', '--no-progress'] + extra)
+        err = capsys.readouterr().err
+        assert code == 2 and 'Traceback' not in err
+        assert 'lfw.bin holds 3-channel images but the model takes 1-channel ones' in err
+        assert 'pass --image-size' not in err
+
+
+def test_a_model_with_nan_weights_stops_before_attacking(face, tmp_path, capsys):
+    """issue 18.3: a broken model is an error naming it, never a report."""
+    from src.checkpoint import load_checkpoint
+    prefix = face['spec'].rsplit(',', 1)[0]
+    sym, arg, aux = load_checkpoint(prefix, 1)
+    arg = {k: mx.nd.full(v.shape, np.nan) for k, v in arg.items()}
+    mx.model.save_checkpoint(str(tmp_path / 'broken'), 1, sym, arg, aux)  # ours refuses NaN
+    code = AF.main(['--model', str(tmp_path / 'broken') + ',1', '--data-dir', face['data_dir'],
+                    '--threshold', '1', '--no-progress', '--out-dir', str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert code == 2 and 'broken,1 gives non-finite outputs' in err
+    assert not (tmp_path / 'out').exists()

@@ -107,9 +107,12 @@ def test_python_api_compares_two_models(run, tmp_path):
     data = run['data']
     models = {'vanilla': Network.load(run['model'], output='logits'),
               'other': Network.load(run['source'], output='logits')}
-    results = attack_mnist.evaluate_robustness(
-        models, data.test_x[:40], data.test_y[:40], attacks=('fgsm', 'bim'), eps_list=[0.2],
-        steps=3, sanity_checks=False, progress=False)
+    settings = attack_mnist.Settings(
+        attacks=('fgsm', 'bim'), eps=(0.2,), progress=False,
+        attack=attack_mnist.Settings.attack.replace(steps=3),
+        sanity=attack_mnist.SanitySettings(enabled=False))
+    results = attack_mnist.evaluate_robustness(models, data.test_x[:40], data.test_y[:40],
+                                               settings)
     assert [(c['model'], c['attack']) for c in results['curves']] == [
         ('vanilla', 'fgsm'), ('vanilla', 'bim'), ('vanilla', 'worst-case'),
         ('other', 'fgsm'), ('other', 'bim'), ('other', 'worst-case')]
@@ -122,5 +125,6 @@ def test_cli_help_and_bad_model():
                          capture_output=True, text=True, check=True).stdout
     assert '--source-model' in out and 'step-scale' in out
     with pytest.raises(FileNotFoundError, match='nowhere'):
-        attack_mnist.main(['--model', '/nowhere/model,1', '--dataset', 'digits',
-                           '--num-samples', '5', '--no-progress'])
+        attack_mnist.run(attack_mnist.parse_args(['--model', '/nowhere/model,1', '--dataset',
+                                                  'digits', '--num-samples', '5',
+                                                  '--no-progress']))

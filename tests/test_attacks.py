@@ -5,8 +5,10 @@ import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import mxnet as mx
 import pytest
 
+from eval.protocol import l2_normalize
 from eval import attacks as A
-from eval import sanity
+from eval import registry, sanity
+from eval.registry import AttackSettings
 from eval.model import Network
 from symbols.common import name_embedding
 from symbols.heads import inference_symbol
@@ -29,7 +31,8 @@ def accuracy(net, x, y):
 
 
 def sq_distance(net, x, ref):
-    return np.sum(np.square(A.l2_normalise(net.predict(x)) - A.l2_normalise(ref)), axis=1)
+    return np.sum(np.square(l2_normalize(net.predict(x), np.float32)
+                            - l2_normalize(ref, np.float32)), axis=1)
 
 
 def test_clean_model_is_usable(trained):
@@ -195,17 +198,18 @@ def test_feature_impersonation_lowers_distance_to_target(trained):
     target = net.predict(x[partner])
     clean = sq_distance(net, x, target)
     threshold = 1.0
-    for attack in (A.FFTGSM(net, 0.1, threshold, pixel_range=(0, 1)),
-                   A.IFTGSM(net, 0.1, threshold, steps=10, pixel_range=(0, 1)),
-                   A.MIFTGSM(net, 0.1, threshold, steps=10, pixel_range=(0, 1))):
+    settings = AttackSettings(steps=10, threshold=threshold, scenario='impersonation')
+    for attack in (registry.build(name, net, 0.1, settings)
+                   for name in ('fftgsm', 'iftgsm', 'miftgsm')):
         x_adv, success = attack(x, target)
         after = sq_distance(net, x_adv, target)
         assert after.mean() < clean.mean() - 0.1
         assert np.mean(after < clean) > 0.9
         np.testing.assert_array_equal(success, after < threshold)
     # target given as images gives the same attack as target embeddings
-    x_img, _ = A.IFTGSM(net, 0.1, threshold, steps=3, pixel_range=(0, 1))(x, x[partner])
-    x_emb, _ = A.IFTGSM(net, 0.1, threshold, steps=3, pixel_range=(0, 1))(x, target)
+    three = settings.replace(steps=3)
+    x_img, _ = registry.build('iftgsm', net, 0.1, three)(x, x[partner])
+    x_emb, _ = registry.build('iftgsm', net, 0.1, three)(x, target)
     np.testing.assert_array_equal(x_img, x_emb)
 
 
@@ -234,13 +238,18 @@ def test_bad_arguments_are_rejected(trained):
         A.PGD(trained['embedding'], 0.1)
     with pytest.raises(ValueError, match='loss'):
         A.CWLinf(trained['embedding'], 0.1, threshold=1.0)
-    with pytest.raises(ValueError, match='FFTGSM'):
-        A.FFTGSM(trained['logits'], 0.1, 1.0)
-    attack = A.make_attack('mifgsm', trained['logits'], 0.1, steps=3, mu=0.5, restarts=1)
-    assert (attack.name, attack.steps, attack.mu) == ('mifgsm', 3, 0.5)
-    assert A.make_attack('fgsm', trained['logits'], 0.1, steps=3).name == 'fgsm'
+    with pytest.raises(ValueError, match='fftgsm'):   # an embedding attack on logits
+        registry.build('fftgsm', trained['logits'], 0.1, AttackSettings(threshold=1.0))
+    with pytest.raises(ValueError, match='scenario'):
+        registry.build('iftgsm', trained['embedding'], 0.1, AttackSettings(threshold=1.0))
+    attack = registry.build('mifgsm', trained['logits'], 0.1,
+                            AttackSettings(steps=3, mu=0.5, restarts=1))
+    assert (attack.name, attack.steps, attack.mu, attack.step) == ('mifgsm', 3, 0.5, 0.1 / 3)
+    pgd = registry.build('pgd', trained['logits'], 0.1, AttackSettings(steps=4))
+    assert pgd.step == pytest.approx(2.5 * 0.1 / 4)       # the class's own step rule
+    assert registry.build('fgsm', trained['logits'], 0.1, AttackSettings(steps=3)).name == 'fgsm'
     with pytest.raises(TypeError, match='bogus'):
-        A.make_attack('pgd', trained['logits'], 0.1, bogus=1)
+        AttackSettings(bogus=1)
     with pytest.raises(ValueError, match='pixel_range'):
         A.FGSM(trained['logits'], 0.1)(trained['x'][:2] * 2, trained['y'][:2])
 

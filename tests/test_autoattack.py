@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
+from eval.protocol import l2_normalize
 from eval import attack_mnist
 from eval import attacks as A
 from eval.apgd import APGD, APGDT, checkpoints
 from eval.attack_losses import classifier_loss, embedding_loss
-from eval.autoattack import AutoAttack, make_member
+from eval.autoattack import AutoAttack
+from eval.registry import AttackSettings, Budget, build
 from eval.fab import FAB, linf_projection
 from eval.model import Network
 from eval.square import Square, p_selection, window_side
@@ -105,7 +107,7 @@ def test_loss_gradients_match_central_differences(loss):
         np.testing.assert_allclose(grad, numeric, atol=1e-6 * max(1, np.abs(numeric).max()))
         assert value.shape == (20,)
     emb = rng.standard_normal((6, 8))
-    ref = A.l2_normalise(rng.standard_normal((6, 8))).astype(np.float64)
+    ref = l2_normalize(rng.standard_normal((6, 8)))
     for name in ('cos', 'sqeuclidean'):
         for targeted in (False, True):
             value, grad = embedding_loss(emb, ref, name, targeted)
@@ -186,9 +188,9 @@ def clipped_ok(x, x_adv, eps, pixel_range=(0, 1)):
 def test_every_attack_respects_eps_and_pixel_range_exactly(lenet, name):
     net, x, y = lenet['net'], lenet['x'][:24], lenet['y'][:24]
     for eps in (1 / 30, 0.3):
-        settings = dict(iterations=4, queries=100, targets=2)
-        attack = (AutoAttack(net, eps, **settings) if name == 'autoattack'
-                  else make_member(name, net, eps, **settings))
+        budget = Budget(iterations=4, queries=100, targets=2)
+        attack = build(name, net, eps, AttackSettings(budget=budget))
+        assert isinstance(attack, AutoAttack) == (name == 'autoattack')
         x_adv, success = attack(x, y)
         assert clipped_ok(x, x_adv, eps)
         np.testing.assert_array_equal(success, predicted(net, x_adv) != y)
@@ -230,8 +232,8 @@ def test_square_succeeds_where_gradients_are_masked(lenet):
 
 def test_suite_result_is_the_and_over_stages(lenet):
     net, x, y = lenet['net'], lenet['x'][:40], lenet['y'][:40]
-    eps, settings = 0.08, dict(iterations=5, queries=15, targets=2)
-    suite = AutoAttack(net, eps, seed=0, **settings)
+    eps, budget = 0.08, Budget(iterations=5, queries=15, targets=2)
+    suite = AutoAttack(net, eps, budget, seed=0)
     x_adv, success, record = suite.run(x, y, batch_size=16, progress=False)
     names = [s['stage'] for s in record['stages']]
     assert names == ['apgd-ce', 'apgd-t', 'fab-t', 'square']
@@ -240,7 +242,7 @@ def test_suite_result_is_the_and_over_stages(lenet):
     for k, name in enumerate(names):
         todo = np.flatnonzero(robust)
         assert record['stages'][k]['attacked'] == len(todo)
-        stage = make_member(name, net, eps, seed=0, **settings)
+        stage = build(name, net, eps, AttackSettings(seed=0, budget=budget))
         _, broken = A.run_attack(stage, x[todo], y[todo], 16, progress=False)
         robust[todo[broken]] = False
         assert record['stages'][k]['broken'] == broken.sum()
@@ -256,23 +258,23 @@ def test_feature_level_apgd_and_square(lenet):
     net, x = lenet['embedding'], lenet['x'][:30]
     partner = np.roll(np.arange(len(x)), 7)
     target = net.predict(x[partner])
-    before = np.sum(np.square(A.l2_normalise(net.predict(x)) - A.l2_normalise(target)), axis=1)
+    before = np.sum(np.square(l2_normalize(net.predict(x), np.float32) - l2_normalize(target, np.float32)), axis=1)
     threshold = 1.0
     for attack in (APGD(net, 0.1, steps=10, targeted=True, threshold=threshold, seed=0),
                    Square(net, 0.1, queries=30, targeted=True, loss='cos', threshold=threshold,
                           seed=0),
-                   AutoAttack(net, 0.1, iterations=10, queries=30, targeted=True,
+                   AutoAttack(net, 0.1, Budget(iterations=10, queries=30), targeted=True,
                               threshold=threshold)):
         x_adv, success = attack(x, target)
-        after = np.sum(np.square(A.l2_normalise(net.predict(x_adv)) - A.l2_normalise(target)),
+        after = np.sum(np.square(l2_normalize(net.predict(x_adv), np.float32) - l2_normalize(target, np.float32)),
                        axis=1)
         assert clipped_ok(x, x_adv, 0.1)
         np.testing.assert_array_equal(success, after < threshold)
         assert after.mean() < before.mean() - 0.05
     # dodging from the clean embedding itself: APGD's random start leaves the minimum
     x_adv, success = APGD(net, 0.1, steps=10, threshold=0.3, seed=0)(x)
-    moved = np.sum(np.square(A.l2_normalise(net.predict(x_adv))
-                             - A.l2_normalise(net.predict(x))), axis=1)
+    moved = np.sum(np.square(l2_normalize(net.predict(x_adv), np.float32)
+                             - l2_normalize(net.predict(x), np.float32)), axis=1)
     assert moved.mean() > 0.1
     with pytest.raises(ValueError, match='classifier'):
         APGDT(net, 0.1)
@@ -315,8 +317,10 @@ def test_attack_mnist_autoattack_cli(lenet, tmp_path, capfd):
     assert len(masking) == 1 and masking[0]['passed']
     # the quantised model: PGD and AutoAttack's white-box stages fail, Square does not
     masked = attack_mnist.evaluate_robustness(
-        {'masked': lenet['masked']}, lenet['x'][:30], lenet['y'][:30], attacks=('pgd', 'square'),
-        eps_list=[0.2], steps=4, large_eps=0, progress=False, aa_queries=100)
+        {'masked': lenet['masked']}, lenet['x'][:30], lenet['y'][:30], attack_mnist.Settings(
+            attacks=('pgd', 'square'), eps=(0.2,), progress=False,
+            attack=attack_mnist.Settings.attack.replace(steps=4, budget=Budget(queries=100)),
+            sanity=attack_mnist.SanitySettings(large_eps=0)))
     masking = [c for c in masked['checks'] if c['name'].startswith('no gradient masking')]
     assert len(masking) == 1 and not masking[0]['passed']
 

@@ -29,10 +29,11 @@ def faces():
 
 def test_feature_autoattack_hit_rates_and_stages(faces):
     net, images, issame, threshold = faces
-    results = AF.evaluate_hit_rate(
-        net, images, issame, threshold, attacks=('iftgsm', 'apgd', 'autoattack'),
-        eps_list=[2.0, 24.0], mode='both', steps=3, large_eps=0, progress=False,
-        aa_iterations=4, aa_queries=10)
+    budget = AF.Budget(iterations=4, queries=10)
+    results = AF.evaluate_hit_rate(net, images, issame, threshold, AF.HitRateSettings(
+        attacks=('iftgsm', 'apgd', 'autoattack'), eps=(2.0, 24.0), mode='both',
+        attack=AF.HitRateSettings.attack.replace(steps=3, budget=budget), progress=False,
+        sanity=AF.SanitySettings(large_eps=0)))
     curves = {(c['model'], c['attack']): c for c in results['curves']}
     for scenario in ('impersonation', 'dodging'):
         label = 'model %s' % scenario
@@ -53,7 +54,8 @@ def test_feature_autoattack_hit_rates_and_stages(faces):
 
 
 def test_face_cli_lists_the_autoattack_attacks():
-    parser, args = AF.parse_args(['--model', 'm,1', '--data-dir', '.', '--threshold', '1',
-                                  '--attacks', 'apgd,square,autoattack', '--aa-queries', '50'])
+    args = AF.parse_args(['--model', 'm,1', '--data-dir', '.', '--threshold', '1',
+                          '--attacks', 'apgd,square,autoattack', '--aa-queries', '50'])
     assert args.attacks == ['apgd', 'square', 'autoattack'] and args.aa_queries == 50
-    assert 'autoattack' in parser.format_help()
+    assert AF.settings_of(args, 'm').attack.budget.queries == 50
+    assert 'autoattack' in AF.build_parser().format_help()

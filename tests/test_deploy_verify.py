@@ -13,7 +13,7 @@ import pytest
 from data.bin_format import save_bin
 from deploy.export_onnx import export_onnx
 from deploy.parity import relative_error
-from eval import cal_threshold, lfw, verification
+from eval import bin_sets, cal_threshold, embedding, lfw, verification
 from eval.model import Network
 from eval.onnx_model import OnnxNetwork
 from src.checkpoint import save_checkpoint
@@ -53,9 +53,9 @@ def models(tmp_path_factory):
 
 def test_onnx_embeddings_of_the_bin_match_the_checkpoint(models):
     root, spec, path = models
-    images, _ = verification.load_target(str(root / 'faces.bin'))
-    onnx_emb, onnx_flip = verification.embed_pairs(OnnxNetwork(path), images, 7)
-    mx_emb, mx_flip = verification.embed_pairs(Network.load(spec), images, 7)
+    images, _ = bin_sets.load_target(str(root / 'faces.bin'))
+    onnx_emb, onnx_flip = embedding.embed_pairs(OnnxNetwork(path), images, 7)
+    mx_emb, mx_flip = embedding.embed_pairs(Network.load(spec), images, 7)
     assert onnx_emb.shape == mx_emb.shape == (2 * NUM_PAIRS, 128)
     assert relative_error(onnx_emb, mx_emb) <= 1e-4
     assert relative_error(onnx_flip, mx_flip) <= 1e-4
@@ -64,9 +64,9 @@ def test_onnx_embeddings_of_the_bin_match_the_checkpoint(models):
 def test_verification_cli_on_an_onnx_model(models, capsys):
     root, spec, path = models
     args = ['--data-dir', str(root), '--target', 'faces', '--batch-size', '7']
-    onnx_rows = verification.main(['--model', path] + args)
+    onnx_rows = verification.run(verification.parse_args(['--model', path] + args))
     table = capsys.readouterr().out
-    mx_rows = verification.main(['--model', spec] + args)
+    mx_rows = verification.run(verification.parse_args(['--model', spec] + args))
     assert len(onnx_rows) == len(mx_rows) == 1
     got, want = onnx_rows[0], mx_rows[0]
     assert (got['model'], got['epoch'], want['epoch']) == (path, None, 0)
@@ -80,11 +80,12 @@ def test_verification_cli_on_an_onnx_model(models, capsys):
 def test_cal_threshold_on_an_onnx_model(models, capsys):
     root, spec, path = models
     args = ['--data-dir', str(root), '--target', 'faces', '--far', '0.1', '--nfolds', '4']
-    record = cal_threshold.main(['--model', path] + args)
+    record = cal_threshold.run(cal_threshold.parse_args(['--model', path] + args))
     out = os.path.splitext(path)[0] + '-faces-threshold.json'   # beside the .onnx file
     with open(out) as f:
         assert json.load(f)['threshold'] == record['threshold']
-    reference = cal_threshold.main(['--model', spec, '--out', str(root / 'ref.json')] + args)
+    reference = cal_threshold.run(cal_threshold.parse_args(
+        ['--model', spec, '--out', str(root / 'ref.json')] + args))
     assert record['model'] == path and 0 < reference['threshold'] < 4
     # the same pairs fall on the same side of the 0.001-step threshold grid
     assert record['per_fold'] == pytest.approx(reference['per_fold'], abs=1e-9)
@@ -106,8 +107,8 @@ def test_lfw_on_an_onnx_model(models, tmp_path):
         lines += ['%s\t1\t2' % a, '%s\t1\t%s\t2' % (a, b)]
     (tmp_path / 'pairs.txt').write_text('\n'.join(lines) + '\n')
     args = ['--lfw-dir', str(tmp_path), '--image-size', '32,32', '--nfolds', '2']
-    row = lfw.main(['--model', path] + args)
-    reference = lfw.main(['--model', spec] + args)
+    row = lfw.run(lfw.parse_args(['--model', path] + args))
+    reference = lfw.run(lfw.parse_args(['--model', spec] + args))
     assert (row['model'], row['epoch'], row['num_pairs']) == (path, None, 10)
     assert row['accuracy'] == reference['accuracy']
     assert row['xnorm'] == pytest.approx(reference['xnorm'], rel=1e-4)
@@ -116,7 +117,6 @@ def test_lfw_on_an_onnx_model(models, tmp_path):
 def test_a_missing_onnx_file_is_a_clean_error(models, capsys):
     root, _, _ = models
     missing = str(root / 'nothing.onnx')
-    with pytest.raises(SystemExit) as stop:
-        verification.main(['--model', missing, '--data-dir', str(root), '--target', 'faces'])
-    assert stop.value.code == 2
+    assert verification.main(['--model', missing, '--data-dir', str(root), '--target',
+                              'faces']) == 2
     assert 'no ONNX model %s' % missing in capsys.readouterr().err

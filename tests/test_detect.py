@@ -1,5 +1,8 @@
 """eval/detect.py: the detectors on constructed embeddings with known answers, the ROC figures,
-and the command line end to end on a tiny LeNet trained on scikit-learn's digits."""
+the command line end to end on a tiny LeNet trained on scikit-learn's digits, attacks built
+through eval.registry, and broken inputs (NaN weights, a face checkpoint on MNIST-format data)
+stopping with one line before any long work."""
+import runtime  # noqa: F401  (before mxnet: numpy names, oneDNN cap)
 import json
 import os
 import subprocess
@@ -9,10 +12,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from eval import detect
+from eval import detect, registry
 from eval.attacks import FGSM
-from eval.detect import EmbeddingDetector, detection_metrics, detection_report
+from eval.detect import (DetectionSettings, DetectorSettings, EmbeddingDetector,
+                         detection_metrics, detection_report)
 from eval.model import Network
+from eval.registry import AttackSettings, Budget
 from src.checkpoint import save_checkpoint
 from tests.conftest import train_lenet_digits
 
@@ -188,8 +193,8 @@ def test_report_matches_an_independent_computation(lenet):
     logits = Network.load(spec, output='logits')
     embedding = Network.load(spec, output='embedding')
     fit_x, fit_y, x, y = data.train_x[:300], data.train_y[:300], data.test_x[:40], data.test_y[:40]
-    report = detection_report(logits, embedding, fit_x, fit_y, x, y, attacks='fgsm', eps=0.1,
-                              progress=False)
+    settings = DetectionSettings(attacks='fgsm', eps=0.1, progress=False)
+    report = detection_report(logits, embedding, (fit_x, fit_y), (x, y), settings)
     correct = logits.predict(x).argmax(axis=1) == y
     xc, yc = x[correct], y[correct]
     x_adv, success = FGSM(logits, 0.1)(xc, yc)
@@ -203,13 +208,20 @@ def test_report_matches_an_independent_computation(lenet):
     assert (row['num_clean'], row['num_adversarial']) == (len(xc), success.sum())
     assert report['clean_correct'] == correct.sum()
     assert row['auc'] == pytest.approx(expected, abs=1e-9)
-    everything = detection_report(logits, embedding, fit_x, fit_y, x, y, attacks='fgsm',
-                                  eps=0.1, all_adversarials=True, progress=False)
+    everything = detection_report(logits, embedding, (fit_x, fit_y), (x, y),
+                                  settings.replace(all_adversarials=True))
     assert everything['rows'][0]['num_adversarial'] == len(xc)
+    # the attack is eval.registry's, with the settings' (no AutoAttack name: no budget)
+    assert report['attacks'][0]['params'] == registry.build(
+        'fgsm', logits, 0.1, settings.attack).params()
+    assert report['settings']['budget'] is None and report['settings']['steps'] == 40
 
 
-def test_command_line_end_to_end(lenet, digits_idx_dir, tmp_path, capsys):
+def test_command_line_end_to_end(lenet, digits_idx_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / 'out'
+    returned = []
+    run = detect.run
+    monkeypatch.setattr(detect, 'run', lambda args: returned.append(run(args)) or returned[-1])
     status = detect.main(['--model', lenet['spec'], '--dataset', 'mnist', '--data-dir',
                           str(digits_idx_dir), '--num-samples', '40', '--num-fit', '300',
                           '--steps', '5', '--methods', 'gaussian,gmm,knn', '--no-progress',
@@ -229,13 +241,17 @@ def test_command_line_end_to_end(lenet, digits_idx_dir, tmp_path, capsys):
         assert '| %.4f |' % row['auc'] in printed
     assert (out / 'roc.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'AUC' in (out / 'results.md').read_text()
+    # run returns the results main wrote (cli convention: main gives the exit code)
+    assert json.loads(json.dumps(returned[0])) == results
 
 
 @pytest.mark.parametrize('bad, flag', [
     (['--eps', 'nan'], '--eps'), (['--eps', '0'], '--eps'), (['--methods', 'lof'], '--methods'),
     (['--attacks', 'pgd,deepfool'], '--attacks'), (['--num-fit', '-1'], '--num-fit'),
     (['--k', '0'], '--k'), (['--fpr', '1.5'], '--fpr'), (['--aa-iterations', '0'],
-                                                         '--aa-iterations')])
+                                                         '--aa-iterations'),
+    (['--eps', '0.1,2'], '--eps'), (['--dataset', 'cifar10', '--eps', '8,300'], '--eps'),
+    (['--steps', '0'], '--steps'), (['--batch-size', '0'], '--batch-size')])
 def test_bad_arguments_are_refused(bad, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         detect.parse_args(['--model', 'm,1'] + bad)
@@ -261,3 +277,125 @@ def test_help_runs_as_script_and_module(tmp_path):
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err[-2000:]
         assert '--num-fit' in out and 'gaussian (default)' in out
+
+
+# ---- settings, the registry and its AutoAttack budget ----
+
+def test_settings_refuse_bad_values():
+    for bad, match in [(dict(attacks='deepfool'), 'deepfool'), (dict(eps=0), 'eps'),
+                       (dict(eps=[0.1, float('nan')]), 'eps'), (dict(fpr=1.5), 'fpr'),
+                       (dict(methods=('gaussian', 'lof')), 'lof')]:
+        with pytest.raises(ValueError, match=match):
+            DetectionSettings(**bad)
+    with pytest.raises(ValueError, match='components and k'):
+        DetectorSettings(k=0)
+    with pytest.raises(TypeError):
+        EmbeddingDetector('knn', neighbours=3)
+    s = DetectionSettings(attacks='fgsm', eps=0.2, methods='knn')
+    assert (s.attacks, s.eps, s.methods) == (('fgsm',), (0.2,), ('knn',))
+    assert set(detect.ATTACK_NAMES) == set(registry.names('classifier'))
+
+
+def test_flags_make_the_settings():
+    args = detect.parse_args(['--model', 'm,1', '--attacks', 'apgd-ce,pgd', '--steps', '7',
+                              '--aa-iterations', '5', '--seed', '3', '--k', '4',
+                              '--no-normalise'])
+    s = detect.settings_of(args)
+    assert s.attack == AttackSettings(steps=7, restarts=1, seed=3, pixel_range=(0.0, 1.0),
+                                      budget=Budget(iterations=5))
+    assert (s.attacks, s.eps, s.batch_size) == (('apgd-ce', 'pgd'), (0.1,), 256)
+    assert s.detector == DetectorSettings(normalise=False, k=4, seed=3) and s.uses_autoattack
+    cifar = detect.settings_of(detect.parse_args(['--model', 'm,1', '--dataset', 'cifar10']))
+    assert (cifar.eps, cifar.attack.steps, cifar.attack.pixel_range) == ((8.0,), 20,
+                                                                         (0.0, 255.0))
+    assert args.gpu is None and str(detect.cli.parse_ctx(args.ctx, args.gpu)) == 'cpu(0)'
+
+
+def test_autoattack_member_uses_the_registry_budget(lenet):
+    data, spec = lenet['data'], lenet['spec']
+    logits = Network.load(spec, output='logits')
+    embedding = Network.load(spec, output='embedding')
+    budget = Budget(iterations=3)
+    report = detection_report(
+        logits, embedding, (data.train_x[:200], data.train_y[:200]),
+        (data.test_x[:12], data.test_y[:12]),
+        DetectionSettings(attacks='apgd-ce', eps=0.1, progress=False,
+                          attack=AttackSettings(budget=budget)))
+    assert report['settings']['budget'] == budget.as_dict()
+    params = report['attacks'][0]['params']
+    assert params == registry.build('apgd-ce', logits, 0.1, AttackSettings(budget=budget)).params()
+    assert params['steps'] == 3 and report['rows'][0]['attack'] == 'apgd-ce'
+
+
+# ---- broken inputs stop with one line (issue 18) ----
+
+@pytest.fixture(scope='module')
+def nan_spec(lenet, tmp_path_factory):
+    """The LeNet checkpoint with every weight NaN (what a diverged run leaves)."""
+    import mxnet as mx
+    prefix, epoch = lenet['spec'].rsplit(',', 1)
+    sym, arg, aux = mx.model.load_checkpoint(prefix, int(epoch))
+    nan = {k: mx.nd.full(v.shape, np.nan) for k, v in arg.items()}
+    out = str(tmp_path_factory.mktemp('nan') / 'diverged')
+    mx.model.save_checkpoint(out, 1, sym, nan, aux)  # save_checkpoint refuses NaN
+    return out + ',1'
+
+
+def _no_long_work(monkeypatch):
+    def fail(*_, **__):
+        raise AssertionError('long work started on a broken model')
+    monkeypatch.setattr(detect, 'detection_report', fail)
+    monkeypatch.setattr(EmbeddingDetector, 'fit', fail)
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    assert 'Traceback' not in err
+    return lines[0]
+
+
+def test_nan_weights_stop_with_one_line_naming_the_checkpoint(nan_spec, digits_idx_dir, capsys,
+                                                              monkeypatch):
+    _no_long_work(monkeypatch)
+    assert detect.main(['--model', nan_spec, '--dataset', 'mnist', '--data-dir',
+                        str(digits_idx_dir), '--num-samples', '20', '--num-fit', '100',
+                        '--no-progress']) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert nan_spec in line and 'non-finite' in line
+
+
+def test_detector_is_never_fitted_on_nan_embeddings(nan_spec, lenet, monkeypatch):
+    fitted = []
+    monkeypatch.setattr(EmbeddingDetector, 'fit', lambda self, *a: fitted.append(a) or self)
+    data = lenet['data']
+    with pytest.raises(ValueError, match='NaN or infinity on 100 of the 100 fit images'):
+        detection_report(Network.load(nan_spec, output='logits'),
+                         Network.load(nan_spec, output='embedding'),
+                         (data.train_x[:100], data.train_y[:100]),
+                         (data.test_x[:10], data.test_y[:10]),
+                         DetectionSettings(attacks='fgsm', progress=False))
+    assert not fitted
+
+
+def test_face_checkpoint_on_mnist_data_is_one_line(digits_idx_dir, tmp_path, capsys,
+                                                   monkeypatch):
+    """A 3x112x112 face network (MobileFaceNet, symbols' y1) given 1x28x28 images: one line
+    naming the checkpoint and the data's image shape, before any fitting or attack."""
+    import mxnet as mx
+    from symbols import get_embedding
+    from symbols.heads import inference_symbol
+    emb, size = get_embedding('y1', emb_size=32)
+    sym = inference_symbol(emb, 10, size, 0)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
+    mod.bind([('data', (1, 3, 112, 112))], for_training=False)
+    mx.random.seed(0)
+    mod.init_params(mx.init.Xavier())
+    arg, aux = mod.get_params()
+    prefix = str(tmp_path / 'face-y1')
+    save_checkpoint(prefix, 1, sym, arg, aux)
+    _no_long_work(monkeypatch)
+    assert detect.main(['--model', prefix + ',1', '--dataset', 'mnist', '--data-dir',
+                        str(digits_idx_dir), '--num-samples', '20', '--no-progress']) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert prefix + ',1' in line and '1x28x28' in line and 'cannot take' in line

@@ -79,7 +79,7 @@ def test_two_workers_apply_the_mean_of_their_gradients(tmp_path, digits_idx_dir)
                     {})
     args = ad_mnist.parse_args(JOB + ['--ctx-num', '2', '--ctx-adv-num', '2',
                                       '--kvstore', 'device', '--pretrained', initial + ',0'])
-    trainer = Trainer(args, Mter(args, step=args.adv_step, sigma=args.adv_sigma), (1, 28, 28),
+    trainer = Trainer(args, Mter(args), (1, 28, 28),
                       10, (0.0, 1.0), evaluate=None)
     metrics = TrainMetrics()
     for t in range(3):

@@ -79,6 +79,19 @@ def test_attack_eps_must_be_finite_and_non_negative(eps, capsys):
     assert 'expected finite non-negative numbers' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('tool, eps, limit', [
+    ('attack_mnist', '0.1,5', '[0, 1]'), ('attack_face', '4,300', '[0, 255]')])
+def test_attack_eps_beyond_the_pixel_range_is_refused(tool, eps, limit, capsys):
+    """issue 18.4: nothing is left to attack beyond the pixel range; say so, naming it."""
+    from eval import attack_face
+    module = attack_mnist if tool == 'attack_mnist' else attack_face
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(['--model', 'm,0', '--data-dir', 'd', '--eps', eps])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "beyond the data's pixel range %s" % limit in err
+
+
 @pytest.mark.parametrize('kvstore', ['local', 'device'])
 def test_fc7_wd_mult_scales_the_classifier_weight_decay_only(kvstore):
     """One SGD step with a zero gradient is pure weight decay: w <- w - lr * wd * mult * w, with

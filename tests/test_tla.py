@@ -124,7 +124,7 @@ def test_training_pgd_stays_in_the_ball_and_raises_the_cross_entropy(contexts, l
     objective = CrossEntropy(lambda e: heads.logits(e, 10, d, 0), 10)
     eps = 0.1
     adv = Adversary(emb, d, objective, contexts, 8 // len(contexts), (1, 28, 28), step=0.02,
-                    rounds=8, sigma=eps, random_start=True, rng=np.random.RandomState(0))
+                    steps=8, eps=eps, random_start=True, rng=np.random.RandomState(0))
     adv.set_params(arg, aux)
     x, y = data.test_x[:8], data.test_y[:8]
     x_adv, stats = adv.attack(x, attack_label=y)

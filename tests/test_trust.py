@@ -276,7 +276,7 @@ def test_bin_of_another_image_size_is_refused_by_every_tool(tmp_path):
         assert run.returncode == 2
         assert re.search(r'lfw.bin holds 20x20 images but .*property says 16x16 .* '
                          r'--image-size', run.stderr), run.stderr
-    from eval.verification import load_targets
+    from eval.bin_sets import load_targets
     images, _ = load_targets(str(data_dir), 'lfw', (16, 16), resize=True)['lfw']
     assert images.shape[1:3] == (16, 16)   # an explicit --image-size resizes (logged)
     # no property file: the model itself says which size it takes

@@ -15,7 +15,7 @@ import pytest
 from scipy import interpolate
 
 from data.bin_format import decode_images, load_bin, save_bin
-from eval import cal_threshold, lfw, verification, ytf
+from eval import bin_sets, cal_threshold, embedding, lfw, protocol, verification, ytf
 from eval.model import Network
 from src.checkpoint import save_checkpoint
 from symbols.common import name_embedding
@@ -29,7 +29,7 @@ def test_separable_pairs_give_accuracy_one_in_every_fold():
     rng = np.random.default_rng(0)
     issame = np.arange(200) % 2 == 0
     dist = np.where(issame, rng.uniform(0.0, 0.5, 200), rng.uniform(2.0, 3.9, 200))
-    tpr, fpr, acc, best = verification.kfold_accuracy(dist, issame)
+    tpr, fpr, acc, best = protocol.kfold_accuracy(dist, issame)
     assert acc.shape == (10,) and np.all(acc == 1.0)
     # the first grid value above every same-pair distance (all below 0.5)
     assert np.all((best > dist[issame].max()) & (best <= dist[issame].max() + 0.01))
@@ -43,7 +43,7 @@ def test_hand_made_kfold_accuracy():
     dist = np.tile([0.2, 1.0], 10)
     dist[6] = 1.5
     issame = np.tile([True, False], 10)
-    _, _, acc, best = verification.kfold_accuracy(dist, issame)
+    _, _, acc, best = protocol.kfold_accuracy(dist, issame)
     assert acc.tolist() == [1, 1, 1, 0.5, 1, 1, 1, 1, 1, 1]
     assert best == pytest.approx(np.full(10, 0.21))
     assert acc.mean() == pytest.approx(0.95)
@@ -52,8 +52,8 @@ def test_hand_made_kfold_accuracy():
 
 def test_embeddings_are_normalised_into_squared_distances():
     emb = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0], [2.0, 2.0]])
-    assert verification.pair_distances(emb) == pytest.approx([2.0, 0.0])
-    both = verification.combine_flip([[1.0, 0.0]], [[0.0, 1.0]])
+    assert protocol.pair_distances(emb) == pytest.approx([2.0, 0.0])
+    both = protocol.combine_flip([[1.0, 0.0]], [[0.0, 1.0]])
     assert both == pytest.approx(np.array([[1, 1]]) / np.sqrt(2))
 
 
@@ -61,10 +61,10 @@ def test_far_at_a_known_threshold():
     # 1000 different pairs, exactly 3 under the threshold 1.0; 50 same pairs, 40 under it
     issame = np.r_[np.zeros(1000, bool), np.ones(50, bool)]
     dist = np.r_[np.full(3, 0.5), np.full(997, 2.0), np.full(40, 0.3), np.full(10, 1.7)]
-    val, far = verification.val_far_at(1.0, dist, issame)
+    val, far = protocol.val_far_at(1.0, dist, issame)
     assert far == 3 / 1000 and val == 40 / 50
     # a pair exactly at the threshold is not accepted (distance < threshold)
-    assert verification.val_far_at(0.5, dist, issame) == (0.8, 0.0)
+    assert protocol.val_far_at(0.5, dist, issame) == (0.8, 0.0)
 
 
 def test_val_far_interpolation_hand_checked():
@@ -73,18 +73,18 @@ def test_val_far_interpolation_hand_checked():
     issame = np.r_[np.zeros(2000, bool), np.ones(4, bool)]
     dist = np.r_[0.5004, 0.7006, np.full(1998, 3.9505), 0.3, 0.3, 0.8, 0.8]
     # 7.5e-4 lies halfway between (5e-4, 0.700) and (1e-3, 0.701)
-    thr = verification.threshold_at_far(dist, issame, far_target=7.5e-4)
+    thr = protocol.threshold_at_far(dist, issame, far_target=7.5e-4)
     assert thr == pytest.approx(0.7005, abs=1e-9)
     # at a FAR value the curve takes on a run of thresholds, the last of the run counts
-    assert verification.threshold_at_far(dist, issame, 1e-3) == pytest.approx(3.950)
+    assert protocol.threshold_at_far(dist, issame, 1e-3) == pytest.approx(3.950)
     # the FAR never reaches 1e-4 below 0.501: interpolated between 0.500 and 0.501
-    assert verification.threshold_at_far(dist, issame, 1e-4) == pytest.approx(0.5002)
+    assert protocol.threshold_at_far(dist, issame, 1e-4) == pytest.approx(0.5002)
     # nfolds=1 trains and tests on everything: at 0.7005 VAL = the 2 same pairs at 0.3 out
     # of 4, FAR = the one different pair at 0.5004 out of 2000
-    val, val_std, far = verification.val_far(dist, issame, 7.5e-4, nfolds=1)
+    val, val_std, far = protocol.val_far(dist, issame, 7.5e-4, nfolds=1)
     assert (val, val_std, far) == (0.5, 0.0, 1 / 2000)
     # a FAR target never reached gives threshold 0 (nothing accepted), as the original
-    assert verification.threshold_at_far(dist[:2000], issame[:2000], 1e-3,
+    assert protocol.threshold_at_far(dist[:2000], issame[:2000], 1e-3,
                                          np.arange(0, 0.6, 0.001)) == 0.0
 
 
@@ -94,21 +94,21 @@ def test_interp_threshold_matches_scipy_slinear():
     thresholds = np.linspace(0, 4, 50)
     for target in rng.uniform(fars[0], fars[-1], 20):
         expected = float(interpolate.interp1d(fars, thresholds, kind='slinear')(target))
-        assert verification.interp_threshold(fars, thresholds, target) == pytest.approx(expected)
+        assert protocol.interp_threshold(fars, thresholds, target) == pytest.approx(expected)
     # repeated FAR values: the linear B-spline old SciPy's interp1d built on them
     fars = np.repeat(np.sort(rng.choice(np.linspace(0, 0.1, 30), 12, replace=False)), 4)
     thresholds = np.arange(len(fars)) * 0.001
     spline = interpolate.BSpline(np.r_[fars[0], fars, fars[-1]], thresholds, 1)
     for target in np.r_[rng.uniform(fars[0], fars[-1], 20), fars[5]]:
         if target < fars[-1]:
-            assert verification.interp_threshold(fars, thresholds, target) == pytest.approx(
+            assert protocol.interp_threshold(fars, thresholds, target) == pytest.approx(
                 float(spline(target)))
 
 
 def test_xnorm_is_the_mean_norm_of_all_raw_embeddings():
     a = np.array([[3.0, 4.0], [6.0, 8.0]])
     b = np.array([[1.0, 0.0], [0.0, 2.0]])
-    assert verification.xnorm(a, b) == pytest.approx((5 + 10 + 1 + 2) / 4)
+    assert protocol.xnorm(a, b) == pytest.approx((5 + 10 + 1 + 2) / 4)
 
 
 def test_verification_metrics_uses_the_flip_sum():
@@ -117,10 +117,10 @@ def test_verification_metrics_uses_the_flip_sum():
     emb = np.array([[1, 0], [0, 1]] * 20, float)
     flip = np.array([[0, 1], [1, 0], [1, 0], [0, 1]] * 10, float)
     issame = np.arange(20) % 2 == 0
-    with_flip = verification.verification_metrics(emb, flip, issame)
+    with_flip = protocol.verification_metrics(emb, flip, issame)
     assert with_flip['acc_mean'] == 1.0 and with_flip['flip']
     assert with_flip['xnorm'] == 1.0
-    alone = verification.verification_metrics(emb, None, issame)
+    alone = protocol.verification_metrics(emb, None, issame)
     assert alone['acc_mean'] == 0.5 and not alone['flip']
 
 
@@ -244,13 +244,13 @@ def test_embed_pairs_any_batch_size_and_a_real_horizontal_flip():
     sym, arg, aux = _tiny_face_net()
     net = Network(sym, arg, aux)
     images = np.random.default_rng(2).integers(0, 256, (7, 12, 12, 3), dtype=np.uint8)
-    ref, ref_flip = verification.embed_pairs(net, images, batch_size=1)
+    ref, ref_flip = embedding.embed_pairs(net, images, batch_size=1)
     for bs, fixed in ((3, False), (3, True), (10, True), (7, False)):
-        emb, emb_flip = verification.embed_pairs(net, images, batch_size=bs, fixed_batch=fixed)
+        emb, emb_flip = embedding.embed_pairs(net, images, batch_size=bs, fixed_batch=fixed)
         np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(emb_flip, ref_flip, rtol=1e-5, atol=1e-5)
     # the flip embedding is the embedding of the mirrored image, and differs from the image's
-    mirrored, _ = verification.embed_pairs(net, images[:, :, ::-1], batch_size=4, flip=False)
+    mirrored, _ = embedding.embed_pairs(net, images[:, :, ::-1], batch_size=4, flip=False)
     np.testing.assert_allclose(ref_flip, mirrored, rtol=1e-5, atol=1e-5)
     assert np.abs(ref_flip - ref).max() > 1e-3
 
@@ -262,7 +262,7 @@ def test_embed_pairs_with_a_plain_function_sees_channel_first_floats():
     def first_column(x):  # the left-most pixel column, all channels
         shapes.append(x.shape)
         return x[:, :, :, 0].reshape(len(x), -1)
-    emb, emb_flip = verification.embed_pairs(first_column, images, batch_size=5, fixed_batch=True)
+    emb, emb_flip = embedding.embed_pairs(first_column, images, batch_size=5, fixed_batch=True)
     assert shapes == [(5, 3, 3, 4)] * 2
     np.testing.assert_array_equal(emb, images[:, :, 0, :].transpose(0, 2, 1).reshape(2, -1))
     np.testing.assert_array_equal(emb_flip, images[:, :, 3, :].transpose(0, 2, 1).reshape(2, -1))
@@ -275,7 +275,7 @@ def test_verify_targets_with_an_embed_function():
     issame = np.ones(20, bool)
     issame[1::2] = False
     images[3::4] = rng.integers(0, 256, (10, 6, 6, 3), dtype=np.uint8)  # ... odd pairs differ
-    res = verification.verify_targets(lambda x: x.reshape(len(x), -1) - 127.5,
+    res = embedding.verify_targets(lambda x: x.reshape(len(x), -1) - 127.5,
                                       {'toy': (images, issame)}, batch_size=7)
     assert list(res) == ['toy'] and res['toy']['acc_mean'] == 1.0
     assert res['toy']['num_pairs'] == 20
@@ -327,25 +327,24 @@ def test_verification_cli_table_json_and_roc(tmp_path, tiny_model):
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     # the same numbers in-process from the library call
     net = Network.load(tiny_model + ',1')
-    direct = verification.evaluate(net, str(tmp_path / 'tiny.bin'), batch_size=20)
+    direct = bin_sets.evaluate(net, str(tmp_path / 'tiny.bin'), batch_size=20)
     assert direct['acc_mean'] == pytest.approx(rows[0]['acc_mean'])
     assert direct['xnorm'] == pytest.approx(rows[0]['xnorm'], rel=1e-5)
 
 
 def test_verification_cli_missing_target_lists_found_files(tmp_path, tiny_model, capsys):
-    with pytest.raises(SystemExit) as exc:
-        verification.main(['--model', tiny_model + ',1', '--data-dir', str(tmp_path),
-                           '--target', 'tiny,lfw'])
-    assert exc.value.code == 2
+    assert verification.main(['--model', tiny_model + ',1', '--data-dir', str(tmp_path),
+                              '--target', 'tiny,lfw']) == 2
     err = capsys.readouterr().err
+    assert 'Traceback' not in err
     assert 'lfw.bin' in err and 'tiny.bin' in err
 
 
 def test_cal_threshold_cli_and_load_threshold(tmp_path, tiny_model, capsys):
     out = tmp_path / 'thr.json'
-    record = cal_threshold.main(['--model', tiny_model + ',1', '--data-dir', str(tmp_path),
+    record = cal_threshold.run(cal_threshold.parse_args(['--model', tiny_model + ',1', '--data-dir', str(tmp_path),
                                  '--target', 'tiny', '--far', '0.1', '--nfolds', '2',
-                                 '--best-acc', '--out', str(out)])
+                                 '--best-acc', '--out', str(out)]))
     saved = json.loads(out.read_text())
     assert saved['model'] == tiny_model + ',1' and saved['far'] == 0.1
     assert len(saved['per_fold']) == 2
@@ -356,9 +355,9 @@ def test_cal_threshold_cli_and_load_threshold(tmp_path, tiny_model, capsys):
     assert 'threshold at FAR=0.1' in capsys.readouterr().out
     # the threshold is what val_far_folds finds on the same distances
     net = Network.load(tiny_model + ',1')
-    images, issame = verification.load_target(str(tmp_path / 'tiny.bin'))
-    emb, _ = verification.embed_pairs(net, images, 8, flip=False)
-    folds = verification.val_far_folds(emb, issame, 0.1, nfolds=2)
+    images, issame = bin_sets.load_target(str(tmp_path / 'tiny.bin'))
+    emb, _ = embedding.embed_pairs(net, images, 8, flip=False)
+    folds = protocol.val_far_folds(emb, issame, 0.1, nfolds=2)
     assert saved['per_fold'] == pytest.approx(folds['thresholds'].tolist())
     bad = tmp_path / 'bad.json'
     bad.write_text('{"far": 0.001}')
@@ -387,8 +386,8 @@ def test_lfw_folder_and_pairs(tmp_path, tiny_model):
     images, issame, skipped = lfw.load_lfw(str(root), str(root / 'pairs.txt'), (12, 12))
     assert images.shape == (40, 12, 12, 3) and skipped == 1
     assert issame.tolist() == [True, False] * 10
-    row = lfw.main(['--model', tiny_model + ',1', '--lfw-dir', str(root), '--image-size',
-                    '12,12', '--batch-size', '16'])
+    row = lfw.run(lfw.parse_args(['--model', tiny_model + ',1', '--lfw-dir', str(root),
+                                  '--image-size', '12,12', '--batch-size', '16']))
     assert row['skipped_pairs'] == 1 and row['num_pairs'] == 20 and row['acc_mean'] > 0.8
 
 
@@ -435,3 +434,13 @@ def test_help(module, capsys):
     with pytest.raises(SystemExit) as exc:
         getattr(sys.modules['eval.' + module], 'main')(['--help'])
     assert exc.value.code == 0 and '--model' in capsys.readouterr().out
+
+
+def test_an_output_the_size_of_logits_is_warned(tmp_path, tiny_model, caplog):
+    """issue 18.6: a model whose output looks like class logits (here 6-d, as an ONNX classifier
+    stripped of its metadata would be) is not verified silently as if it were an embedding."""
+    import logging
+    with caplog.at_level(logging.WARNING):
+        verification.run(verification.parse_args(['--model', tiny_model + ',1', '--data-dir',
+                                                   str(tmp_path), '--target', 'tiny']))
+    assert 'gives 6-d outputs: that looks like class logits' in caplog.text
