@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "run.sh: installing Debian's dataset-fashion-mnist ..." >&2
-    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true
+    # the package may already be in apt's cache (an offline machine): install before updating
+    (apt-get install -y -qq dataset-fashion-mnist ||
+      (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null 2>&1 || true
   fi
   if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "run.sh: !! Fashion-MNIST is not available (as root: apt-get install" \
