@@ -247,13 +247,13 @@ def autoattack_summary(results):
 
 def evaluation_settings(ev, args):
     """eval.attack_mnist.Settings of a preset's evaluation and the flags."""
-    from eval.attack_mnist import Settings
+    from eval.attack_mnist import AA_ATTACKS as AUTOATTACK_NAMES, Settings
     from eval.registry import AttackSettings, Budget
     aa = dict(ev.get('autoattack', {}))
     samples = aa.pop('samples', 0) if args.aa_samples is None else args.aa_samples
     subset = aa.pop('subset', None)
     budget = Budget() if args.aa_standard else Budget(**aa)
-    limited = subset if subset is not None else [a for a in ev['attacks'] if 'autoattack' in a]
+    limited = subset if subset is not None else AUTOATTACK_NAMES   # attack_mnist's default rule
     attacks = tuple(a for a in ev['attacks'] if samples or a not in limited)  # 0: none of them
     return Settings(attacks=attacks, eps=tuple(ev['eps']), batch_size=256,
                     attack=AttackSettings(steps=ev['steps'], restarts=ev['restarts'],
