@@ -31,10 +31,13 @@ def prelu(data, name, channels, gamma=None, ndim=4):
     The same function, parameter (``<name>_gamma``, shape (C,), initialised to 0.25) and output
     name (``<name>_output``) as ``LeakyReLU(act_type='prelu')``, so InsightFace checkpoints load
     unchanged and checkpoints saved with it load into graphs built with the stock operator. On
-    (N, C, H, W) data (``ndim`` 4) the negative part goes through a 1x1 convolution with one
-    group per channel, whose weight is gamma: on the CPU, MXNet 1.9.1's PReLU backward (input
-    and slope gradients) takes about 2.5x the time of this (README, "Speed of face networks");
-    on (N, C) data (``ndim`` 2) through a broadcast product. The output node carries
+    (N, C, H, W) data (``ndim`` 4) it is written gamma_c * x + (1 - gamma_c) * relu(x): two 1x1
+    convolutions with one group per channel (weights gamma and 1 - gamma), a ReLU and a sum,
+    all oneDNN operators, so the data keeps oneDNN's layout from the convolution before to the
+    one after (an element-wise ``min(x, 0)`` in between made MXNet reorder it twice, forward
+    and backward). On the CPU, MXNet 1.9.1's PReLU backward (input and slope gradients) takes
+    several times as long (README, "Speed of face networks"). On (N, C) data (``ndim`` 2):
+    relu(x) + gamma * min(x, 0) through a broadcast product. The output node carries
     ``PRELU_MARK`` so that graph tools can turn it back into the stock operator
     (``symbols.graph.stock_prelu``), e.g. for ONNX export."""
     if gamma is None:
@@ -42,20 +45,26 @@ def prelu(data, name, channels, gamma=None, ndim=4):
                                 init=mx.init.Constant(0.25))
     else:     # a checkpoint's own variable: its shape cannot be inferred through the reshape
         gamma._set_attr(__shape__=str((int(channels),)))  # pylint: disable=protected-access
-    below = mx.sym._internal._minimum_scalar(data, scalar=0.0, name=name + '_neg')
-    if ndim == 4:
-        weight = mx.sym.reshape(gamma, shape=(channels, 1, 1, 1), name=name + '_slope')
-        negative = mx.sym.Convolution(data=below, weight=weight, num_filter=channels,
-                                      num_group=channels, kernel=(1, 1), no_bias=True,
-                                      name=name + '_scale')
-    elif ndim == 2:
-        slope = mx.sym.reshape(gamma, shape=(1, channels), name=name + '_slope')
-        negative = mx.sym.broadcast_mul(below, slope, name=name + '_scale')
-    else:
-        raise ValueError('prelu %s: %d-d data; the fast form takes 2-d or 4-d' % (name, ndim))
+    mark = {PRELU_MARK: str(int(channels))}
     positive = mx.sym.Activation(data=data, act_type='relu', name=name + '_pos')
-    return mx.sym.elemwise_add(positive, negative, name=name,
-                               attr={PRELU_MARK: str(int(channels))})
+    if ndim == 4:
+        slope = mx.sym.reshape(gamma, shape=(channels, 1, 1, 1), name=name + '_slope')
+        keep = mx.sym._internal._rminus_scalar(slope, scalar=1.0, name=name + '_keep')
+        linear = _channel_scale(data, slope, channels, name + '_scale')        # gamma * x
+        rest = _channel_scale(positive, keep, channels, name + '_rest')  # (1 - gamma) relu(x)
+        return mx.sym.elemwise_add(linear, rest, name=name, attr=mark)
+    if ndim != 2:
+        raise ValueError('prelu %s: %d-d data; the fast form takes 2-d or 4-d' % (name, ndim))
+    below = mx.sym._internal._minimum_scalar(data, scalar=0.0, name=name + '_neg')
+    slope = mx.sym.reshape(gamma, shape=(1, channels), name=name + '_slope')
+    negative = mx.sym.broadcast_mul(below, slope, name=name + '_scale')
+    return mx.sym.elemwise_add(positive, negative, name=name, attr=mark)
+
+
+def _channel_scale(data, weight, channels, name):
+    """data * weight_c per channel: a 1x1 convolution with one group per channel."""
+    return mx.sym.Convolution(data=data, weight=weight, num_filter=channels, num_group=channels,
+                              kernel=(1, 1), no_bias=True, name=name)
 
 
 def flatten_for_fc(data, name):

@@ -214,3 +214,34 @@ def test_the_generic_path_names_the_layers_it_can_cut_at():
         from_checkpoint(named, 'fc9')
     with pytest.raises(ValueError, match=r"layer 'conv_6sep_relu' gives \(1, 512, 7, 7\)"):
         from_checkpoint(named, 'conv_6sep_relu')
+
+
+def _earlier_fast_prelu(data, name, channels):
+    """The fast form of earlier checkpoints: relu(x) + conv1x1_depthwise(min(x, 0), gamma)."""
+    gamma = mx.sym.Variable(name + '_gamma', shape=(channels,))
+    below = mx.sym._internal._minimum_scalar(data, scalar=0.0, name=name + '_neg')
+    weight = mx.sym.reshape(gamma, shape=(channels, 1, 1, 1), name=name + '_slope')
+    negative = mx.sym.Convolution(data=below, weight=weight, num_filter=channels,
+                                  num_group=channels, kernel=(1, 1), no_bias=True,
+                                  name=name + '_scale')
+    positive = mx.sym.Activation(data=data, act_type='relu', name=name + '_pos')
+    return mx.sym.elemwise_add(positive, negative, name=name,
+                               attr={PRELU_MARK: str(channels)})
+
+
+def test_checkpoints_of_the_earlier_fast_form_still_turn_into_the_stock_operator():
+    """Checkpoints written before the fast PReLU became gamma * x + (1 - gamma) * relu(x) (the
+    face job's models, for one) export and load as stock PReLU with the same outputs."""
+    data = mx.sym.Variable('data')
+    conv = mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(1, 1), name='conv')
+    earlier = mx.sym.FullyConnected(_earlier_fast_prelu(batch_norm(conv, 'bn'), 'act', 8),
+                                    num_hidden=4, name='out')
+    stock = stock_prelu(earlier)
+    assert [n['op'] for n in _nodes(stock)].count('LeakyReLU') == 1
+    assert stock.list_arguments() == earlier.list_arguments()
+    arg, aux = _random_params(earlier, (2, 3, 9, 9))
+    x = np.random.RandomState(3).randn(2, 3, 9, 9)
+    want = _forward(earlier, arg, aux, x)
+    assert_close_to_scale(_forward(stock, arg, aux, x), want, 1e-5)
+    fast, _ = from_checkpoint(stock, 'out', (3, 9, 9))     # and back to today's fast form
+    assert_close_to_scale(_forward(fast, arg, aux, x), want, 1e-5)
