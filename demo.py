@@ -132,7 +132,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument('--compare', action='store_true',
-                      help='vanilla, MTER, Madry AT and TLA (about 45 minutes on 2 CPU cores)')
+                      help='vanilla, MTER, Madry AT and TLA (about 100 minutes on 2 CPU cores)')
     size.add_argument('--full', action='store_true', help="the paper's schedule (GPU)")
     size.add_argument('--tiny', action='store_true', help='a few batches (pipeline check)')
     size.add_argument('--faces', action='store_true',

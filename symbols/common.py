@@ -36,7 +36,7 @@ def prelu(data, name, channels, gamma=None, ndim=4):
     all oneDNN operators, so the data keeps oneDNN's layout from the convolution before to the
     one after (an element-wise ``min(x, 0)`` in between made MXNet reorder it twice, forward
     and backward). On the CPU, MXNet 1.9.1's PReLU backward (input and slope gradients) takes
-    several times as long (README, "Speed of face networks"). On (N, C) data (``ndim`` 2):
+    several times as long (README, Benchmark, "Face networks"). On (N, C) data (``ndim`` 2):
     relu(x) + gamma * min(x, 0) through a broadcast product. The output node carries
     ``PRELU_MARK`` so that graph tools can turn it back into the stock operator
     (``symbols.graph.stock_prelu``), e.g. for ONNX export."""
