@@ -112,10 +112,9 @@ def _stock_prelu(node, inputs, nodes, built):
     if node['op'] != 'elemwise_add' or PRELU_MARK not in _attrs(node):
         return None
     first, second = (nodes[ref[0]] for ref in node['inputs'])
-    if first['op'] == 'Convolution':      # gamma * x + (1 - gamma) * relu(x)
-        data_ref, scaled = first['inputs'][0], first
-    else:     # relu(x) + (conv or broadcast_mul)(min(x, 0), gamma): 2-d data, earlier graphs
-        data_ref, scaled = first['inputs'][0], second
+    data_ref = first['inputs'][0]   # gamma * x + (1 - gamma) * relu(x): first = conv(x, gamma);
+    # relu(x) + (conv or broadcast_mul)(min(x, 0), gamma) (2-d data, earlier graphs): relu(x)
+    scaled = first if first['op'] == 'Convolution' else second
     gamma_ref = nodes[scaled['inputs'][1][0]]['inputs'][0]              # reshape(gamma)
     return mx.sym.LeakyReLU(_pick(built[data_ref[0]], data_ref[1]),
                             _pick(built[gamma_ref[0]], gamma_ref[1]), act_type='prelu',
